@@ -1,0 +1,63 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import prettier from 'eslint-config-prettier';
+
+// One-way module boundaries from ARCHITECTURE.md: each entry forbids imports from the
+// listed folders into the folder it names.
+const caDir = 'services/ca';
+const boundaries = {
+  common: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer', 'config', 'metrics'],
+  config: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer'],
+  signer: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance'],
+  issuance: ['http', 'ra', 'identity', 'pop', 'ratelimit'],
+  identity: ['http', 'ra', 'pop', 'ratelimit', 'issuance', 'signer'],
+  pop: ['http', 'ra', 'identity', 'ratelimit', 'issuance', 'signer'],
+  ratelimit: ['http', 'ra', 'identity', 'pop', 'issuance', 'signer'],
+  ra: ['http', 'signer'],
+  metrics: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer'],
+  http: ['signer'],
+};
+const boundaryConfigs = Object.entries(boundaries).map(([from, banned]) => ({
+  files: [`${caDir}/${from}/**/*.ts`],
+  rules: {
+    '@typescript-eslint/no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          ...banned.map((dir) => ({
+            group: [`**/${dir}/*`, `**/${dir}`],
+            message: `${from}/ must not import ${dir}/ (see ARCHITECTURE.md boundaries)`,
+          })),
+          ...(from === 'http'
+            ? []
+            : [{ group: ['express'], message: 'only http/ imports express' }]),
+        ],
+      },
+    ],
+  },
+}));
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', '.tools/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
+    },
+  },
+  {
+    files: ['**/*.js', '**/*.cjs'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { module: 'writable', require: 'readonly' },
+    },
+  },
+  ...boundaryConfigs,
+  prettier,
+);

@@ -1,0 +1,182 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import YAML from 'yaml';
+import { serverConfigSchema, type ServerConfig } from './schema';
+
+/**
+ * Loads the server config: the YAML file named by --config or MAYFLY_CONFIG (or none),
+ * then MAYFLY_* environment variables on top, then validation. Every problem is reported
+ * at once, one line per field, so a bad deployment fails fast with the whole list.
+ */
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Raw = Record<string, unknown>;
+
+interface EnvBinding {
+  readonly env: string;
+  readonly path: readonly string[];
+  readonly kind: 'string' | 'int' | 'bool' | 'list' | 'path';
+}
+
+/** Every setting is also an environment variable. */
+export const ENV_BINDINGS: readonly EnvBinding[] = [
+  { env: 'MAYFLY_HOST', path: ['host'], kind: 'string' },
+  { env: 'MAYFLY_PORT', path: ['port'], kind: 'int' },
+  { env: 'MAYFLY_METRICS_HOST', path: ['metricsHost'], kind: 'string' },
+  { env: 'MAYFLY_METRICS_PORT', path: ['metricsPort'], kind: 'int' },
+  { env: 'MAYFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
+  { env: 'MAYFLY_IDENTITY_CONFIG', path: ['identityConfig'], kind: 'path' },
+  { env: 'MAYFLY_MAX_REQUEST_BYTES', path: ['maxRequestBytes'], kind: 'int' },
+  { env: 'MAYFLY_CERT_LIFETIME_SECONDS', path: ['certificateLifetimeSeconds'], kind: 'int' },
+  { env: 'MAYFLY_CLIENT_SIGNING_ALGORITHMS', path: ['clientSigningAlgorithms'], kind: 'list' },
+  { env: 'MAYFLY_OIDC_DISCOVERY_TIMEOUT_MS', path: ['oidc', 'discoveryTimeoutMs'], kind: 'int' },
+  { env: 'MAYFLY_OIDC_JWKS_COOLDOWN_MS', path: ['oidc', 'jwksCooldownMs'], kind: 'int' },
+  { env: 'MAYFLY_OIDC_MAX_TOKEN_BYTES', path: ['oidc', 'maxTokenBytes'], kind: 'int' },
+  { env: 'MAYFLY_CA', path: ['ca', 'type'], kind: 'string' },
+  { env: 'MAYFLY_CA_CERT', path: ['ca', 'cert'], kind: 'path' },
+  { env: 'MAYFLY_CA_KEY', path: ['ca', 'key'], kind: 'path' },
+  { env: 'MAYFLY_CA_KEY_PASSWORD_FILE', path: ['ca', 'keyPasswordFile'], kind: 'path' },
+  { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
+  { env: 'MAYFLY_DEV_ISSUER', path: ['devIssuer', 'enabled'], kind: 'bool' },
+  { env: 'MAYFLY_DEV_ISSUER_PORT', path: ['devIssuer', 'port'], kind: 'int' },
+];
+
+/** Path settings that are relative in a file are relative to that file's folder. */
+const FILE_PATH_SETTINGS: readonly (readonly string[])[] = [
+  ['identityConfig'],
+  ['ca', 'cert'],
+  ['ca', 'key'],
+  ['ca', 'keyPasswordFile'],
+];
+
+/** The folder holding the shipped config/ (the package root), wherever we run from. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    if (existsSync(resolve(dir, 'package.json')) && existsSync(resolve(dir, 'config'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) return process.cwd();
+    dir = parent;
+  }
+}
+
+export function defaultIdentityConfigPath(): string {
+  return resolve(packageRoot(), 'config', 'identity.yaml');
+}
+
+function setPath(target: Raw, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Raw;
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+function getPath(target: Raw, path: readonly string[]): unknown {
+  let node: unknown = target;
+  for (const key of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Raw)[key];
+  }
+  return node;
+}
+
+function fromEnv(binding: EnvBinding, text: string, problems: string[]): unknown {
+  switch (binding.kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(text.trim())) {
+        problems.push(`${binding.env}: expected a whole number, got ${JSON.stringify(text)}`);
+        return undefined;
+      }
+      return Number(text.trim());
+    }
+    case 'bool': {
+      const t = text.trim().toLowerCase();
+      if (['1', 'true', 'on', 'yes'].includes(t)) return true;
+      if (['0', 'false', 'off', 'no', ''].includes(t)) return false;
+      problems.push(`${binding.env}: expected true or false, got ${JSON.stringify(text)}`);
+      return undefined;
+    }
+    case 'list':
+      return text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
+    case 'path':
+      return resolve(text);
+    case 'string':
+      return text;
+  }
+}
+
+export interface LoadOptions {
+  readonly configPath?: string | undefined;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
+  const env = options.env ?? process.env;
+  const problems: string[] = [];
+  const configPath = options.configPath ?? env.MAYFLY_CONFIG;
+  let raw: Raw = {};
+  if (configPath) {
+    let text: string | undefined;
+    try {
+      text = readFileSync(configPath, 'utf8');
+    } catch (err) {
+      problems.push(`config file ${configPath}: ${(err as Error).message}`);
+    }
+    if (text !== undefined) {
+      try {
+        const doc: unknown = YAML.parse(text, { maxAliasCount: 100 });
+        if (doc === null || doc === undefined) raw = {};
+        else if (typeof doc === 'object' && !Array.isArray(doc)) raw = doc as Raw;
+        else problems.push(`config file ${configPath}: top level must be a mapping`);
+      } catch (err) {
+        problems.push(`config file ${configPath}: not valid YAML (${(err as Error).message})`);
+      }
+    }
+    const base = dirname(resolve(configPath));
+    for (const path of FILE_PATH_SETTINGS) {
+      const value = getPath(raw, path);
+      if (typeof value === 'string' && !isAbsolute(value)) setPath(raw, path, resolve(base, value));
+    }
+  }
+  for (const binding of ENV_BINDINGS) {
+    const text = env[binding.env];
+    if (text === undefined) continue;
+    const value = fromEnv(binding, text, problems);
+    if (value !== undefined) setPath(raw, binding.path, value);
+  }
+  if (getPath(raw, ['identityConfig']) === undefined) {
+    setPath(raw, ['identityConfig'], defaultIdentityConfigPath());
+  }
+  const parsed = serverConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+      const binding = ENV_BINDINGS.find((b) => b.path.join('.') === issue.path.join('.'));
+      problems.push(`${name}${binding ? ` (${binding.env})` : ''}: ${issue.message}`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  return parsed.data;
+}
+
+/** `--config PATH` or `--config=PATH` from argv. */
+export function configPathFromArgs(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--config' || arg === '-c') return argv[i + 1];
+    if (arg.startsWith('--config=')) return arg.slice('--config='.length);
+  }
+  return undefined;
+}

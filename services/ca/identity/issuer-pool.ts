@@ -1,0 +1,203 @@
+import type { Clock } from '../common/clock';
+import { CaError } from '../common/errors';
+import type { Logger } from '../common/logger';
+import {
+  challengeClaimOf,
+  type IdentityConfig,
+  type OidcIssuerConfig,
+} from '../config/identity-config';
+import { OidcVerifier, TokenVerificationError, type FetchLike } from './oidc-verifier';
+import type { Principal } from './principal';
+import { readUnverifiedIssuer } from './token';
+import { ISSUER_TYPE_HANDLERS } from './types/registry';
+import { ClaimError, type IssuerTypeHandler } from './types/types';
+
+export interface IdentityOptions {
+  readonly discoveryTimeoutMs: number;
+  readonly jwksCooldownMs: number;
+  readonly maxTokenBytes: number;
+  readonly discoveryRetryMs?: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly fetch?: FetchLike;
+  /** Called with the reason of every refused token (for metrics). */
+  readonly onFailure?: (reason: string) => void;
+}
+
+/** One entry of GET /api/v2/configuration, in the proto's field order. */
+export interface IssuerDescription {
+  readonly issuerUrl?: string;
+  readonly wildcardIssuerUrl?: string;
+  readonly audience: string;
+  readonly challengeClaim: string;
+  readonly spiffeTrustDomain: string;
+  readonly issuerType: string;
+  readonly subjectDomain: string;
+  readonly skipEmailVerification: boolean;
+}
+
+/**
+ * Fulcio's meta-issuer pattern: every `*` matches one or more of `[-_a-zA-Z0-9]` (never a
+ * dot or a slash) and the pattern is anchored at both ends (GHSA-59jp-pj84-45mr).
+ */
+export function metaIssuerPattern(wildcardUrl: string): RegExp {
+  const quoted = wildcardUrl
+    .split('*')
+    .map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))
+    .join('[-_a-zA-Z0-9]+');
+  return new RegExp(`^${quoted}$`);
+}
+
+const META_VERIFIER_CACHE_SIZE = 100;
+
+interface Route {
+  readonly config: OidcIssuerConfig;
+  readonly handler: IssuerTypeHandler;
+}
+
+/**
+ * Routes a token to its configured issuer by exact `iss` (then by meta-issuer pattern),
+ * verifies it, and builds the principal with the issuer's type. Every refusal is the same
+ * client error; the reason goes to the log.
+ */
+export class IssuerPool {
+  private readonly staticVerifiers = new Map<string, OidcVerifier>();
+  private readonly metaVerifiers = new Map<string, OidcVerifier>();
+  private readonly metaPatterns: { pattern: RegExp; url: string; config: OidcIssuerConfig }[] = [];
+
+  constructor(
+    private readonly config: IdentityConfig,
+    private readonly options: IdentityOptions,
+  ) {
+    for (const [url, issuer] of config.oidcIssuers) {
+      if (!ISSUER_TYPE_HANDLERS.has(issuer.type)) {
+        options.logger.warn(
+          { issuer: url, type: issuer.type },
+          'issuer type not supported by this build; its tokens are refused',
+        );
+        continue;
+      }
+      this.staticVerifiers.set(url, this.newVerifier(url, issuer));
+    }
+    for (const [url, issuer] of config.metaIssuers) {
+      if (!ISSUER_TYPE_HANDLERS.has(issuer.type)) {
+        options.logger.warn(
+          { issuer: url, type: issuer.type },
+          'issuer type not supported by this build; its tokens are refused',
+        );
+        continue;
+      }
+      this.metaPatterns.push({ pattern: metaIssuerPattern(url), url, config: issuer });
+    }
+  }
+
+  private newVerifier(url: string, issuer: OidcIssuerConfig): OidcVerifier {
+    return new OidcVerifier(url, issuer.clientId, {
+      discoveryTimeoutMs: this.options.discoveryTimeoutMs,
+      jwksCooldownMs: this.options.jwksCooldownMs,
+      ...(this.options.discoveryRetryMs === undefined
+        ? {}
+        : { discoveryRetryMs: this.options.discoveryRetryMs }),
+      clock: this.options.clock,
+      logger: this.options.logger,
+      ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+    });
+  }
+
+  /** Discovery for every static issuer; failures are logged and retried on first use. */
+  async warmUp(): Promise<void> {
+    await Promise.all(
+      [...this.staticVerifiers.values()].map(async (verifier) => {
+        try {
+          await verifier.discover();
+          this.options.logger.info({ issuer: verifier.issuerUrl }, 'OIDC discovery succeeded');
+        } catch (err) {
+          this.options.logger.warn(
+            { issuer: verifier.issuerUrl, err: (err as Error).message },
+            'OIDC discovery failed; will retry when a token from this issuer arrives',
+          );
+        }
+      }),
+    );
+  }
+
+  private route(iss: string): { verifier: OidcVerifier; route: Route } | undefined {
+    const exact = this.staticVerifiers.get(iss);
+    const exactConfig = this.config.oidcIssuers.get(iss);
+    if (exact && exactConfig) {
+      return {
+        verifier: exact,
+        route: { config: exactConfig, handler: ISSUER_TYPE_HANDLERS.get(exactConfig.type)! },
+      };
+    }
+    for (const meta of this.metaPatterns) {
+      if (!meta.pattern.test(iss)) continue;
+      const config: OidcIssuerConfig = { ...meta.config, issuerUrl: iss };
+      let verifier = this.metaVerifiers.get(iss);
+      if (verifier) {
+        // Refresh its place in the LRU order.
+        this.metaVerifiers.delete(iss);
+      } else {
+        verifier = this.newVerifier(iss, config);
+        if (this.metaVerifiers.size >= META_VERIFIER_CACHE_SIZE) {
+          const oldest = this.metaVerifiers.keys().next().value;
+          if (oldest !== undefined) this.metaVerifiers.delete(oldest);
+        }
+      }
+      this.metaVerifiers.set(iss, verifier);
+      return { verifier, route: { config, handler: ISSUER_TYPE_HANDLERS.get(config.type)! } };
+    }
+    return undefined;
+  }
+
+  async authenticate(token: string): Promise<Principal> {
+    const unverified = readUnverifiedIssuer(token, this.options.maxTokenBytes);
+    if (!unverified.ok) throw this.refuse('malformed', unverified.reason);
+    const found = this.route(unverified.issuer);
+    if (!found) {
+      throw this.refuse(
+        'unknown_issuer',
+        `failed to match issuer URL ${unverified.issuer} from token with any configured providers`,
+      );
+    }
+    let claims;
+    try {
+      claims = await found.verifier.verify(token);
+    } catch (err) {
+      if (err instanceof TokenVerificationError) throw this.refuse(err.reason, err.message);
+      throw this.refuse('signature', (err as Error).message);
+    }
+    try {
+      return found.route.handler.principal(claims, found.route.config);
+    } catch (err) {
+      if (err instanceof ClaimError) throw this.refuse('claims', err.message);
+      throw err;
+    }
+  }
+
+  private refuse(reason: string, detail: string): CaError {
+    this.options.onFailure?.(reason);
+    return new CaError('invalid_token', `${reason}: ${detail}`);
+  }
+
+  describe(): IssuerDescription[] {
+    const describe = (issuer: OidcIssuerConfig) => ({
+      audience: issuer.clientId,
+      challengeClaim: challengeClaimOf(issuer),
+      spiffeTrustDomain: issuer.spiffeTrustDomain,
+      issuerType: issuer.type,
+      subjectDomain: issuer.subjectDomain,
+      skipEmailVerification: issuer.skipEmailVerification,
+    });
+    return [
+      ...[...this.config.oidcIssuers].map(([url, issuer]) => ({
+        issuerUrl: url,
+        ...describe(issuer),
+      })),
+      ...[...this.config.metaIssuers].map(([url, issuer]) => ({
+        wildcardIssuerUrl: url,
+        ...describe(issuer),
+      })),
+    ];
+  }
+}

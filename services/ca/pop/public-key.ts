@@ -1,0 +1,128 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { CaError } from '../common/errors';
+import { decodePemBlocks, toArrayBuffer } from '../common/encoding';
+
+/**
+ * Public keys submitted by clients. node:crypto (OpenSSL) parses and validates them: it
+ * refuses EC points that are off the curve, which pkijs would accept. The key policy then
+ * keeps only what Fulcio's goodkey allows.
+ */
+
+export type KeyAlgorithm =
+  | { readonly kind: 'ecdsa'; readonly curve: 'P-256' | 'P-384' | 'P-521' }
+  | { readonly kind: 'rsa'; readonly bits: 2048 | 3072 | 4096 }
+  | { readonly kind: 'ed25519' };
+
+export interface SubjectPublicKey {
+  /** Canonical DER SubjectPublicKeyInfo, as it goes into the certificate. */
+  readonly spki: Uint8Array;
+  readonly key: KeyObject;
+  readonly algorithm: KeyAlgorithm;
+}
+
+const EC_PUBLIC_KEY_OID = '1.2.840.10045.2.1';
+const CURVES: Readonly<Record<string, 'P-256' | 'P-384' | 'P-521'>> = {
+  prime256v1: 'P-256',
+  secp384r1: 'P-384',
+  secp521r1: 'P-521',
+};
+
+function importKey(der: Buffer, type: 'spki' | 'pkcs1'): KeyObject | undefined {
+  try {
+    return createPublicKey({ key: der, format: 'der', type });
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when the bytes are a well-formed SPKI naming an EC key that OpenSSL refused. */
+function isStructurallyEcSpki(der: Uint8Array): boolean {
+  const parsed = asn1js.fromBER(toArrayBuffer(der));
+  if (parsed.offset === -1) return false;
+  try {
+    const info = new pkijs.PublicKeyInfo({ schema: parsed.result });
+    return info.algorithm.algorithmId === EC_PUBLIC_KEY_OID;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Parses a client key: PEM `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1), else the raw
+ * bytes as SPKI DER (Fulcio's order). Then applies the key policy.
+ */
+export function parsePublicKey(content: Uint8Array | string): SubjectPublicKey {
+  const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : Buffer.from(content);
+  if (bytes.length === 0) throw new CaError('invalid_public_key', 'public key not provided');
+  const text = bytes.toString('latin1');
+  let der: Buffer;
+  let type: 'spki' | 'pkcs1' = 'spki';
+  if (text.includes('-----BEGIN')) {
+    const block = decodePemBlocks(text)[0];
+    if (!block) throw new CaError('invalid_public_key', 'PEM public key could not be decoded');
+    if (block.type === 'PUBLIC KEY') type = 'spki';
+    else if (block.type === 'RSA PUBLIC KEY') type = 'pkcs1';
+    else throw new CaError('invalid_public_key', `unexpected PEM type ${block.type}`);
+    der = block.der;
+  } else {
+    der = bytes;
+  }
+  const key = importKey(der, type);
+  if (!key) {
+    if (type === 'spki' && isStructurallyEcSpki(der)) {
+      throw new CaError('insecure_public_key', 'EC point is not on the curve');
+    }
+    throw new CaError('invalid_public_key', `key could not be parsed as ${type}`);
+  }
+  return fromKeyObject(key);
+}
+
+/** Applies the key policy (goodkey) to a parsed key. */
+export function fromKeyObject(key: KeyObject): SubjectPublicKey {
+  return {
+    key,
+    algorithm: assertAcceptable(key),
+    spki: new Uint8Array(key.export({ format: 'der', type: 'spki' })),
+  };
+}
+
+/**
+ * Fulcio's goodkey: RSA of exactly 2048, 3072 or 4096 bits with e = 65537, ECDSA on
+ * P-256/384/521, or Ed25519. Anything else is insecure.
+ */
+export function assertAcceptable(key: KeyObject): KeyAlgorithm {
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case 'ec': {
+      const curve = CURVES[details.namedCurve ?? ''];
+      if (!curve)
+        throw new CaError(
+          'insecure_public_key',
+          `ECDSA curve ${details.namedCurve ?? '?'} not allowed`,
+        );
+      return { kind: 'ecdsa', curve };
+    }
+    case 'rsa': {
+      const bits = details.modulusLength;
+      if (bits !== 2048 && bits !== 3072 && bits !== 4096) {
+        throw new CaError('insecure_public_key', `RSA modulus of ${String(bits)} bits not allowed`);
+      }
+      if (details.publicExponent !== 65537n) {
+        throw new CaError(
+          'insecure_public_key',
+          `RSA exponent ${String(details.publicExponent)} not allowed`,
+        );
+      }
+      return { kind: 'rsa', bits };
+    }
+    case 'ed25519':
+      return { kind: 'ed25519' };
+    default:
+      throw new CaError(
+        'insecure_public_key',
+        `unsupported public key type ${String(key.asymmetricKeyType)}`,
+      );
+  }
+}
