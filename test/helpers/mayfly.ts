@@ -50,7 +50,10 @@ export interface TestCaOptions {
 /** Counts signatures so tests can assert that a refusal issued nothing. */
 function countingSigner(inner: CaSigner, onSign: () => void): CaSigner {
   return {
-    chain: inner.chain,
+    // A getter, so a signer whose chain changes (or fails) is seen as it is now.
+    get chain() {
+      return inner.chain;
+    },
     publicKey: inner.publicKey,
     hash: inner.hash,
     sign: (tbs) => {

@@ -1,4 +1,5 @@
 import type { JWTPayload } from 'jose';
+import { CaError } from '../../../common/errors';
 import type { OidcIssuerConfig } from '../../../config/identity-config';
 import { baseExtensions, type CertificateIdentity, type Principal } from '../../principal';
 import { ClaimError, requiredStringClaim, stringClaim, type IssuerTypeHandler } from '../types';
@@ -59,6 +60,12 @@ class EmailPrincipal implements Principal {
   ) {}
 
   certificateIdentity(): CertificateIdentity {
+    // Fulcio renders extensions after the proof of possession and passes this message
+    // through; an IssuerClaim that resolves to "" gets here.
+    if (!this.certificateIssuer) {
+      const message = 'extensions must have a non-empty issuer url';
+      throw new CaError('identity_validation', message, { clientMessage: message });
+    }
     return {
       san: { type: 'email', value: this.name },
       extensions: baseExtensions(this.certificateIssuer, this.subject),
@@ -78,7 +85,6 @@ export const emailIssuerType: IssuerTypeHandler = {
     const certificateIssuer = issuer.issuerClaim
       ? evaluateIssuerClaim(claims, issuer.issuerClaim)
       : iss;
-    if (!certificateIssuer) throw new ClaimError('extensions must have a non-empty issuer url');
     return new EmailPrincipal(email, iss, stringClaim(claims, 'sub') ?? '', certificateIssuer);
   },
 };
