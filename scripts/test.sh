@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs what the tests need (npm packages,
+# openssl, redis-server, cosign), checks types, lint and formatting, builds, and runs
+# every jest project (unit, integration, e2e). `npm test` runs this; so does CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# cosign 2.5 (Debian trixie) for the end-to-end test; the script is a no-op when present.
+cosign_path=$(bash scripts/install-cosign.sh)
+echo "cosign: ${cosign_path}"
+
+npm ci --no-audit --no-fund
+npm run typecheck
+npm run lint
+npm run build
+
+results=$(mktemp)
+status=0
+npx jest --ci --json --outputFile="$results" "$@" || status=$?
+# One plain closing line that any CI reader understands, whatever jest printed above.
+node -e '
+  const r = require(process.argv[1]);
+  console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests + r.numRuntimeErrorTestSuites} failed, ${r.numPendingTests} skipped`);
+' "$results" || true
+rm -f "$results"
+exit "$status"
