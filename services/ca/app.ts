@@ -60,7 +60,7 @@ export async function createApp(
     version: process.env.npm_package_version ?? 'dev',
   });
   const signer = overrides.signer ?? (await createSigner(config, clock));
-  const ca = new CertificateAuthority(signer, logger);
+  const ca = new CertificateAuthority(signer);
   const identity = new IssuerPool(
     overrides.identityConfig ?? loadIdentityConfig(config.identityConfig),
     {

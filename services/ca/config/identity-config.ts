@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import YAML from 'yaml';
+import YAML, { CST, Lexer } from 'yaml';
 
 /**
  * Fulcio's identity configuration (OIDCIssuers / MetaIssuers / CIIssuerMetadata), read
@@ -226,13 +226,39 @@ function validateIssuer(
   }
 }
 
+/** Lexer tokens that mark structure and are not part of the source text. */
+const NON_SOURCE_TOKENS = new Set(['doc-mode', 'flow-error-end', 'scalar']);
+
+/**
+ * Go's YAML scanner ends an alias name at the first character outside [A-Za-z0-9_-], so
+ * Fulcio's public config writes alias keys as `*github-type:`. YAML 1.2 lets `:` belong to
+ * an alias name, and the `yaml` package reads that as an alias named `github-type:` (and
+ * then fails on the mapping). Splitting such alias tokens (`*github-type :`) gives the text
+ * the meaning it has for Fulcio. Only alias tokens change: scalars, quoted strings, block
+ * scalars and comments are copied as they are.
+ */
+function splitGoStyleAliasKeys(text: string): string {
+  let out = '';
+  let copy = '';
+  for (const token of new Lexer().lex(text)) {
+    const type = CST.tokenType(token);
+    if (type !== null && NON_SOURCE_TOKENS.has(type)) continue;
+    copy += token;
+    out +=
+      type === 'alias' && /^\*[A-Za-z0-9_-]+:$/.test(token) ? `${token.slice(0, -1)} :` : token;
+  }
+  // The tokens must add up to the input; if they ever do not, leave the text alone.
+  return copy === text ? out : text;
+}
+
 export function parseIdentityConfig(text: string, source = 'identity config'): IdentityConfig {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch {
     try {
-      doc = YAML.parse(text, { maxAliasCount: 1000 });
+      // logLevel 'error': warnings must not go to process.emitWarning (errors still throw).
+      doc = YAML.parse(splitGoStyleAliasKeys(text), { maxAliasCount: 1000, logLevel: 'error' });
     } catch (err) {
       throw new IdentityConfigError([
         `${source}: neither JSON nor YAML (${(err as Error).message})`,

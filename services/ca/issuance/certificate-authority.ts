@@ -1,7 +1,6 @@
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import type { CertificateIdentity } from '../common/certificate-identity';
 import { CaError } from '../common/errors';
-import type { Logger } from '../common/logger';
 import type { CaSigner } from '../signer/signer';
 import { assembleCertificate, keyIdentifier, signatureAlgorithmFor, subjectNameDer } from './der';
 import { buildLeafTbs } from './leaf';
@@ -21,12 +20,10 @@ export interface IssuedCertificate {
   readonly der: Uint8Array;
   /** CA chain, issuing certificate first, root last. */
   readonly chain: readonly Uint8Array[];
+  /** Lower-case hex, for logs and audit. */
+  readonly serial: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
-}
-
-export interface AuditSink {
-  issued(event: { serial: string; san: string; notBefore: Date; notAfter: Date }): void;
 }
 
 const MAX_SERIAL_OCTETS = 20;
@@ -40,10 +37,7 @@ export class CertificateAuthority {
   private readonly issuerName: Uint8Array;
   private readonly authorityKeyId: Uint8Array;
 
-  constructor(
-    private readonly signer: CaSigner,
-    private readonly logger: Logger,
-  ) {
+  constructor(private readonly signer: CaSigner) {
     const first = signer.chain[0];
     if (!first) throw new Error('CA chain is empty');
     this.issuing = new X509Certificate(first);
@@ -92,17 +86,10 @@ export class CertificateAuthority {
         `issued certificate failed its check: ${problems.join('; ')}`,
       );
     }
-    this.logger.info(
-      {
-        serial: serialHex(request.serial),
-        san: request.identity.san.value,
-        notAfter: request.notAfter.toISOString(),
-      },
-      'certificate issued',
-    );
     return {
       der,
       chain: this.signer.chain,
+      serial: serialHex(request.serial),
       notBefore: request.notBefore,
       notAfter: request.notAfter,
     };

@@ -76,7 +76,20 @@ export function parsePublicKey(content: Uint8Array | string): SubjectPublicKey {
     }
     throw new CaError('invalid_public_key', `key could not be parsed as ${type}`);
   }
+  if (key.asymmetricKeyType === 'ec' && !hasUncompressedPoint(key)) {
+    // OpenSSL takes compressed (and hybrid) points and exports them as it got them; Go's
+    // x509 parser (Fulcio, cosign, sigstore-go) refuses them, so a leaf carrying one would
+    // be unreadable by every verifier.
+    throw new CaError('invalid_public_key', 'EC point is not in uncompressed form');
+  }
   return fromKeyObject(key);
+}
+
+/** True when the key's SPKI carries an uncompressed SEC1 point (0x04 || X || Y). */
+function hasUncompressedPoint(key: KeyObject): boolean {
+  const spki = key.export({ format: 'der', type: 'spki' });
+  const info = new pkijs.PublicKeyInfo({ schema: asn1js.fromBER(toArrayBuffer(spki)).result });
+  return info.subjectPublicKey.valueBlock.valueHexView[0] === 0x04;
 }
 
 /** Applies the key policy (goodkey) to a parsed key. */

@@ -105,10 +105,27 @@ export function validateChain(
   if (!issuing.checkPrivateKey(key)) throw new CaLoadError('public keys are not equal');
 }
 
+/** The CA key itself must meet the policy clients are held to (goodkey, Fulcio's check). */
+function assertCaKeyAcceptable(key: KeyObject): void {
+  const details = key.asymmetricKeyDetails ?? {};
+  const ok =
+    (key.asymmetricKeyType === 'ec' &&
+      ['prime256v1', 'secp384r1', 'secp521r1'].includes(details.namedCurve ?? '')) ||
+    (key.asymmetricKeyType === 'rsa' &&
+      (details.modulusLength ?? 0) >= 2048 &&
+      details.publicExponent === 65537n) ||
+    key.asymmetricKeyType === 'ed25519';
+  if (!ok)
+    throw new CaLoadError(
+      `the CA key type is not allowed (${String(key.asymmetricKeyType)} ${details.namedCurve ?? details.modulusLength ?? ''})`,
+    );
+}
+
 export function loadFileSigner(paths: FileCaPaths, clock: Clock): CaSigner {
   const chain = parseChain(read(paths.cert, 'CA certificate chain'));
   const key = loadKey(read(paths.key, 'CA key'), paths.keyPasswordFile);
   if (key.type !== 'private') throw new CaLoadError('the CA key file does not hold a private key');
+  assertCaKeyAcceptable(key);
   validateChain(chain, key, clock);
   return new KeySigner(key).withChain(chain.map((c) => new Uint8Array(c.raw)));
 }
