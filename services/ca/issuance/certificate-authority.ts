@@ -2,7 +2,13 @@ import { X509Certificate, createPublicKey } from 'node:crypto';
 import type { CertificateIdentity } from '../common/certificate-identity';
 import { CaError } from '../common/errors';
 import type { CaSigner } from '../signer/signer';
-import { assembleCertificate, keyIdentifier, signatureAlgorithmFor, subjectNameDer } from './der';
+import {
+  assembleCertificate,
+  keyIdentifier,
+  signatureAlgorithmFor,
+  subjectKeyIdOf,
+  subjectNameDer,
+} from './der';
 import { buildLeafTbs } from './leaf';
 import { lintCertificate } from './lint';
 import { serialHex } from './serial';
@@ -42,9 +48,11 @@ export class CertificateAuthority {
     if (!first) throw new Error('CA chain is empty');
     this.issuing = new X509Certificate(first);
     this.issuerName = subjectNameDer(first);
-    this.authorityKeyId = keyIdentifier(
-      new Uint8Array(this.issuing.publicKey.export({ format: 'der', type: 'spki' })),
-    );
+    // The AKI names the issuing certificate's own SKI; verifiers (OpenSSL, Go) refuse a
+    // leaf whose AKI differs from it. Only a CA certificate without an SKI gets a computed one.
+    this.authorityKeyId =
+      subjectKeyIdOf(first) ??
+      keyIdentifier(new Uint8Array(this.issuing.publicKey.export({ format: 'der', type: 'spki' })));
   }
 
   /** The latest notAfter a leaf may have. */
@@ -114,7 +122,8 @@ export class CertificateAuthority {
     if (
       request.serial.length === 0 ||
       request.serial.length > MAX_SERIAL_OCTETS ||
-      (request.serial[0]! & 0x80) !== 0
+      (request.serial[0]! & 0x80) !== 0 ||
+      request.serial.every((b) => b === 0)
     ) {
       fail('serial is not a positive integer of at most 20 octets');
     }

@@ -151,3 +151,17 @@ export function subjectNameDer(certDer: Uint8Array): Uint8Array {
   if (!subject) throw new Error('certificate has no subject');
   return new Uint8Array(subject.valueBeforeDecodeView);
 }
+
+/**
+ * The key identifier in a certificate's SubjectKeyIdentifier extension, if it has one.
+ * A CA may choose any identifier (RFC 5280 §4.2.1.2), so a leaf's AKI must copy it rather
+ * than recompute it: verifiers match the two byte for byte.
+ */
+export function subjectKeyIdOf(certDer: Uint8Array): Uint8Array | undefined {
+  const cert = new pkijs.Certificate({ schema: parseDer(certDer) });
+  const ski = cert.extensions?.find((e) => e.extnID === OID.subjectKeyIdentifier);
+  if (!ski) return undefined;
+  const value = parseDer(new Uint8Array(ski.extnValue.valueBlock.valueHexView));
+  if (!(value instanceof asn1js.OctetString)) throw new Error('malformed SubjectKeyIdentifier');
+  return new Uint8Array(value.valueBlock.valueHexView);
+}

@@ -33,12 +33,13 @@ const SCHEMES: Readonly<Record<string, SignatureScheme>> = {
 };
 
 const PSS_HASHES: Readonly<
-  Record<string, { hash: 'sha256' | 'sha384' | 'sha512'; goName: string }>
+  Record<string, { hash: 'sha256' | 'sha384' | 'sha512'; goName: string; size: number }>
 > = {
-  '2.16.840.1.101.3.4.2.1': { hash: 'sha256', goName: 'SHA256-RSAPSS' },
-  '2.16.840.1.101.3.4.2.2': { hash: 'sha384', goName: 'SHA384-RSAPSS' },
-  '2.16.840.1.101.3.4.2.3': { hash: 'sha512', goName: 'SHA512-RSAPSS' },
+  '2.16.840.1.101.3.4.2.1': { hash: 'sha256', goName: 'SHA256-RSAPSS', size: 32 },
+  '2.16.840.1.101.3.4.2.2': { hash: 'sha384', goName: 'SHA384-RSAPSS', size: 48 },
+  '2.16.840.1.101.3.4.2.3': { hash: 'sha512', goName: 'SHA512-RSAPSS', size: 64 },
 };
+const MGF1_OID = '1.2.840.113549.1.1.8';
 
 export interface VerifiedCsr {
   readonly key: SubjectPublicKey;
@@ -65,11 +66,24 @@ function schemeOf(csr: pkijs.CertificationRequest): SignatureScheme | undefined 
   const oid = csr.signatureAlgorithm.algorithmId;
   const scheme = SCHEMES[oid];
   if (scheme?.kind !== 'rsa-pss') return scheme;
-  // RSASSA-PSS names its hash in the parameters.
+  // RSASSA-PSS names its hash in the parameters. Like Go's x509, only MGF1 with the same
+  // hash, a salt as long as the hash and the default trailer are recognised; anything else
+  // is an unknown algorithm, whose signature does not verify.
   try {
     const params = new pkijs.RSASSAPSSParams({ schema: csr.signatureAlgorithm.algorithmParams });
     const pss = PSS_HASHES[params.hashAlgorithm.algorithmId];
-    return pss ? { goName: pss.goName, hash: pss.hash, kind: 'rsa-pss' } : undefined;
+    if (!pss) return undefined;
+    const mgf = params.maskGenAlgorithm;
+    const mgfHash = new pkijs.AlgorithmIdentifier({ schema: mgf.algorithmParams });
+    if (
+      mgf.algorithmId !== MGF1_OID ||
+      mgfHash.algorithmId !== params.hashAlgorithm.algorithmId ||
+      params.saltLength !== pss.size ||
+      params.trailerField !== 1
+    ) {
+      return undefined;
+    }
+    return { goName: pss.goName, hash: pss.hash, kind: 'rsa-pss' };
   } catch {
     return undefined;
   }
@@ -126,7 +140,7 @@ function signatureVerifies(
   if (scheme.kind === 'rsa') input.padding = constants.RSA_PKCS1_PADDING;
   if (scheme.kind === 'rsa-pss') {
     input.padding = constants.RSA_PKCS1_PSS_PADDING;
-    input.saltLength = constants.RSA_PSS_SALTLEN_AUTO;
+    input.saltLength = constants.RSA_PSS_SALTLEN_DIGEST;
   }
   try {
     return verify(scheme.hash === 'none' ? null : scheme.hash, tbs, input, signature);

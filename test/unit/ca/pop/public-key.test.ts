@@ -1,0 +1,181 @@
+import { createECDH, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { CaError, type CaErrorCode } from '../../../../services/ca/common/errors';
+import { parsePublicKey, type SubjectPublicKey } from '../../../../services/ca/pop/public-key';
+import { makeKey, toPem, weakKeys, type KeyKind } from '../../../helpers/keys';
+
+function spkiOf(key: KeyObject): Buffer {
+  return key.export({ type: 'spki', format: 'der' });
+}
+
+/** Runs parsePublicKey and returns the CaError it throws (fails the test if none). */
+function refusal(content: Uint8Array | string): CaError {
+  let parsed: SubjectPublicKey | undefined;
+  try {
+    parsed = parsePublicKey(content);
+  } catch (err) {
+    expect(err).toBeInstanceOf(CaError);
+    return err as CaError;
+  }
+  throw new Error(`expected a refusal, got a ${JSON.stringify(parsed.algorithm)} key`);
+}
+
+function expectRefused(content: Uint8Array | string, code: CaErrorCode): void {
+  expect(refusal(content).code).toBe(code);
+}
+
+/** A P-256 SPKI carrying the point in SEC1 compressed form (0x02/0x03 || x). */
+function compressedP256Spki(): Buffer {
+  const ecdh = createECDH('prime256v1');
+  ecdh.generateKeys();
+  const point = ecdh.getPublicKey(null, 'compressed');
+  // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (33 bytes + unused-bits) }
+  const prefix = Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex');
+  return Buffer.concat([prefix, point]);
+}
+
+describe('parsePublicKey accepts the keys Fulcio accepts', () => {
+  test.each<[KeyKind, SubjectPublicKey['algorithm']]>([
+    ['p256', { kind: 'ecdsa', curve: 'P-256' }],
+    ['p384', { kind: 'ecdsa', curve: 'P-384' }],
+    ['p521', { kind: 'ecdsa', curve: 'P-521' }],
+    ['rsa2048', { kind: 'rsa', bits: 2048 }],
+    ['rsa3072', { kind: 'rsa', bits: 3072 }],
+    ['rsa4096', { kind: 'rsa', bits: 4096 }],
+    ['ed25519', { kind: 'ed25519' }],
+  ])('accepts a %s key as PEM SPKI and reports its algorithm', (kind, algorithm) => {
+    const key = makeKey(kind);
+    const parsed = parsePublicKey(key.pem);
+    expect(parsed.algorithm).toEqual(algorithm);
+    expect(Buffer.from(parsed.spki)).toEqual(spkiOf(key.publicKey));
+    expect(parsed.key.equals(key.publicKey)).toBe(true);
+  });
+
+  test('accepts PEM handed over as bytes, as the HTTP layer does after base64', () => {
+    const key = makeKey('p256');
+    const parsed = parsePublicKey(Buffer.from(key.pem, 'utf8'));
+    expect(Buffer.from(parsed.spki)).toEqual(spkiOf(key.publicKey));
+  });
+
+  test('accepts a PKCS#1 RSA PUBLIC KEY PEM and returns the SPKI form of the same key', () => {
+    const key = makeKey('rsa2048');
+    const pkcs1 = key.publicKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+    expect(pkcs1).toContain('-----BEGIN RSA PUBLIC KEY-----');
+    const parsed = parsePublicKey(pkcs1);
+    expect(parsed.algorithm).toEqual({ kind: 'rsa', bits: 2048 });
+    expect(Buffer.from(parsed.spki)).toEqual(spkiOf(key.publicKey));
+  });
+
+  test.each<KeyKind>(['p256', 'rsa2048', 'ed25519'])(
+    'accepts raw SPKI DER bytes for a %s key',
+    (kind) => {
+      const key = makeKey(kind);
+      const parsed = parsePublicKey(new Uint8Array(spkiOf(key.publicKey)));
+      expect(Buffer.from(parsed.spki)).toEqual(spkiOf(key.publicKey));
+    },
+  );
+
+  test('returns a canonical DER SPKI even when the PEM uses odd line lengths and CRLF', () => {
+    const key = makeKey('p384');
+    const b64 = spkiOf(key.publicKey).toString('base64');
+    const oddPem = `-----BEGIN PUBLIC KEY-----\r\n${b64.match(/.{1,40}/g)!.join('\r\n')}\r\n-----END PUBLIC KEY-----\r\n`;
+    const parsed = parsePublicKey(oddPem);
+    expect(Buffer.from(parsed.spki)).toEqual(spkiOf(key.publicKey));
+  });
+});
+
+describe('parsePublicKey refuses what cannot be parsed (invalid_public_key)', () => {
+  test('refuses empty input', () => {
+    expectRefused('', 'invalid_public_key');
+    expectRefused(new Uint8Array(0), 'invalid_public_key');
+  });
+
+  test('refuses text that is neither PEM nor DER', () => {
+    expectRefused('this is not a public key', 'invalid_public_key');
+    expectRefused(Buffer.from('deadbeefcafebabe0123456789', 'hex'), 'invalid_public_key');
+  });
+
+  test('refuses a PEM block of the wrong type (a certificate request, a private key)', () => {
+    const key = makeKey('p256');
+    expectRefused(toPem('CERTIFICATE', spkiOf(key.publicKey)), 'invalid_public_key');
+    const pkcs8 = key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expectRefused(pkcs8, 'invalid_public_key');
+  });
+
+  test('refuses a PEM armour around a body that is not base64', () => {
+    expectRefused(
+      '-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n',
+      'invalid_public_key',
+    );
+  });
+
+  test('refuses an RSA PUBLIC KEY PEM that holds an EC SPKI', () => {
+    expectRefused(toPem('RSA PUBLIC KEY', spkiOf(makeKey('p256').publicKey)), 'invalid_public_key');
+  });
+
+  test.each<KeyKind>(['p256', 'rsa2048', 'ed25519'])('refuses truncated %s SPKI DER', (kind) => {
+    const der = spkiOf(makeKey(kind).publicKey);
+    expectRefused(new Uint8Array(der.subarray(0, der.length - 5)), 'invalid_public_key');
+    expectRefused(toPem('PUBLIC KEY', der.subarray(0, der.length - 5)), 'invalid_public_key');
+  });
+
+  test('refuses a P-256 key whose point is in compressed form, as Go’s x509 parser does', () => {
+    // Go (Fulcio, cosign, sigstore-go) cannot parse a certificate with a compressed EC point,
+    // so a leaf carrying one would be unusable: it must be refused at the door.
+    const der = compressedP256Spki();
+    expect(createPublicKey({ key: der, format: 'der', type: 'spki' }).asymmetricKeyType).toBe('ec');
+    expectRefused(toPem('PUBLIC KEY', der), 'invalid_public_key');
+    expectRefused(new Uint8Array(der), 'invalid_public_key');
+  });
+});
+
+describe('parsePublicKey refuses keys goodkey calls insecure (insecure_public_key)', () => {
+  test('refuses an RSA-1024 key as insecure', () => {
+    const error = refusal(weakKeys.rsa1024().pem);
+    expect(error.code).toBe('insecure_public_key');
+    expect(error.clientMessage).toBe('The public key supplied in the request is insecure');
+  });
+
+  test('refuses an RSA-2048 key with public exponent 3 as insecure', () => {
+    expectRefused(weakKeys.rsaExponent3().pem, 'insecure_public_key');
+  });
+
+  test('refuses an RSA key of a size other than 2048/3072/4096 bits (2056) as insecure', () => {
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2056 });
+    expectRefused(
+      publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      'insecure_public_key',
+    );
+  });
+
+  test('refuses a P-224 key as insecure', () => {
+    expectRefused(weakKeys.p224().pem, 'insecure_public_key');
+  });
+
+  test('refuses a P-256 point that is not on the curve as insecure', () => {
+    expectRefused(weakKeys.offCurveP256Pem(), 'insecure_public_key');
+  });
+
+  test('refuses a secp256k1 key as insecure', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+    expectRefused(
+      publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      'insecure_public_key',
+    );
+  });
+
+  test('refuses an X25519 key (not a signing key) as insecure', () => {
+    const { publicKey } = generateKeyPairSync('x25519');
+    expectRefused(
+      publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      'insecure_public_key',
+    );
+  });
+
+  test('refuses a DSA key as insecure', () => {
+    const { publicKey } = generateKeyPairSync('dsa', { modulusLength: 2048, divisorLength: 256 });
+    expectRefused(
+      publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      'insecure_public_key',
+    );
+  });
+});
