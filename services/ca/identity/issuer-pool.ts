@@ -6,7 +6,13 @@ import {
   type IdentityConfig,
   type OidcIssuerConfig,
 } from '../config/identity-config';
-import { OidcVerifier, TokenVerificationError, type FetchLike } from './oidc-verifier';
+import {
+  OidcVerifier,
+  TokenVerificationError,
+  type FetchDocument,
+  type FetchLike,
+  type FetchResult,
+} from './oidc-verifier';
 import type { Principal } from './principal';
 import { readUnverifiedIssuer } from './token';
 import { ISSUER_TYPE_HANDLERS } from './types/registry';
@@ -20,8 +26,37 @@ export interface IdentityOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly fetch?: FetchLike;
-  /** Called with the reason of every refused token (for metrics). */
-  readonly onFailure?: (reason: string) => void;
+  /**
+   * Called with the reason of every refused token and the configured issuer it named (its
+   * URL, the meta-issuer pattern, or `unknown`): a bounded label, never a token's raw `iss`.
+   */
+  readonly onFailure?: (reason: string, issuer: string) => void;
+  /** Called for every discovery and JWKS fetch, with the same bounded issuer label. */
+  readonly onFetch?: (
+    issuer: string,
+    document: FetchDocument,
+    result: FetchResult,
+    seconds: number,
+  ) => void;
+}
+
+/** The issuer label for tokens that name no configured issuer (or cannot be read). */
+export const UNKNOWN_ISSUER = 'unknown';
+
+/**
+ * A refused identity token: always Fulcio's one client error, with the precise reason
+ * (expired, audience, unknown_issuer, ...) and the configured issuer kept for metrics and
+ * the audit log.
+ */
+export class TokenRefusedError extends CaError {
+  constructor(
+    readonly reason: string,
+    detail: string,
+    /** The configured issuer (URL or meta-issuer pattern), or UNKNOWN_ISSUER. */
+    readonly issuer: string,
+  ) {
+    super('invalid_token', `${reason}: ${detail}`);
+  }
 }
 
 /** One entry of GET /api/v2/configuration, in the proto's field order. */
@@ -64,6 +99,8 @@ export class IssuerPool {
   private readonly staticVerifiers = new Map<string, OidcVerifier>();
   private readonly metaVerifiers = new Map<string, OidcVerifier>();
   private readonly metaPatterns: { pattern: RegExp; url: string; config: OidcIssuerConfig }[] = [];
+  /** Every configured meta-issuer, supported type or not, to label what a token names. */
+  private readonly labelPatterns: { pattern: RegExp; url: string }[] = [];
 
   constructor(
     private readonly config: IdentityConfig,
@@ -77,9 +114,10 @@ export class IssuerPool {
         );
         continue;
       }
-      this.staticVerifiers.set(url, this.newVerifier(url, issuer));
+      this.staticVerifiers.set(url, this.newVerifier(url, issuer, url));
     }
     for (const [url, issuer] of config.metaIssuers) {
+      this.labelPatterns.push({ pattern: metaIssuerPattern(url), url });
       if (!ISSUER_TYPE_HANDLERS.has(issuer.type)) {
         options.logger.warn(
           { issuer: url, type: issuer.type },
@@ -91,8 +129,12 @@ export class IssuerPool {
     }
   }
 
-  private newVerifier(url: string, issuer: OidcIssuerConfig): OidcVerifier {
+  private newVerifier(url: string, issuer: OidcIssuerConfig, label: string): OidcVerifier {
+    const { onFetch } = this.options;
     return new OidcVerifier(url, issuer.clientId, {
+      ...(onFetch
+        ? { onFetch: (document, result, seconds) => onFetch(label, document, result, seconds) }
+        : {}),
       discoveryTimeoutMs: this.options.discoveryTimeoutMs,
       jwksCooldownMs: this.options.jwksCooldownMs,
       ...(this.options.discoveryRetryMs === undefined
@@ -138,7 +180,7 @@ export class IssuerPool {
         // Refresh its place in the LRU order.
         this.metaVerifiers.delete(iss);
       } else {
-        verifier = this.newVerifier(iss, config);
+        verifier = this.newVerifier(iss, config, meta.url);
         if (this.metaVerifiers.size >= META_VERIFIER_CACHE_SIZE) {
           const oldest = this.metaVerifiers.keys().next().value;
           if (oldest !== undefined) this.metaVerifiers.delete(oldest);
@@ -150,34 +192,55 @@ export class IssuerPool {
     return undefined;
   }
 
+  /**
+   * The configured issuer an `iss` belongs to: its own URL when configured as such, else
+   * the meta-issuer pattern it matches, else undefined. A bounded label for metrics.
+   */
+  issuerLabel(iss: string): string | undefined {
+    if (this.config.oidcIssuers.has(iss)) return iss;
+    return this.labelPatterns.find((meta) => meta.pattern.test(iss))?.url;
+  }
+
+  /**
+   * The `iss` a token claims, unverified, when it names a configured issuer; undefined for
+   * a token that cannot be read or names no configured issuer. For the audit log only.
+   */
+  claimedIssuer(token: string): string | undefined {
+    const unverified = readUnverifiedIssuer(token, this.options.maxTokenBytes);
+    if (!unverified.ok || this.issuerLabel(unverified.issuer) === undefined) return undefined;
+    return unverified.issuer;
+  }
+
   async authenticate(token: string): Promise<Principal> {
     const unverified = readUnverifiedIssuer(token, this.options.maxTokenBytes);
-    if (!unverified.ok) throw this.refuse('malformed', unverified.reason);
+    if (!unverified.ok) throw this.refuse('malformed', unverified.reason, UNKNOWN_ISSUER);
     const found = this.route(unverified.issuer);
+    const label = this.issuerLabel(unverified.issuer) ?? UNKNOWN_ISSUER;
     if (!found) {
       throw this.refuse(
         'unknown_issuer',
         `failed to match issuer URL ${unverified.issuer} from token with any configured providers`,
+        label,
       );
     }
     let claims;
     try {
       claims = await found.verifier.verify(token);
     } catch (err) {
-      if (err instanceof TokenVerificationError) throw this.refuse(err.reason, err.message);
-      throw this.refuse('signature', (err as Error).message);
+      if (err instanceof TokenVerificationError) throw this.refuse(err.reason, err.message, label);
+      throw this.refuse('signature', (err as Error).message, label);
     }
     try {
       return found.route.handler.principal(claims, found.route.config);
     } catch (err) {
-      if (err instanceof ClaimError) throw this.refuse('claims', err.message);
+      if (err instanceof ClaimError) throw this.refuse('claims', err.message, label);
       throw err;
     }
   }
 
-  private refuse(reason: string, detail: string): CaError {
-    this.options.onFailure?.(reason);
-    return new CaError('invalid_token', `${reason}: ${detail}`);
+  private refuse(reason: string, detail: string, issuer: string): CaError {
+    this.options.onFailure?.(reason, issuer);
+    return new TokenRefusedError(reason, detail, issuer);
   }
 
   describe(): IssuerDescription[] {

@@ -52,6 +52,9 @@ export class TokenVerificationError extends Error {
 
 export type FetchLike = typeof fetch;
 
+export type FetchDocument = 'discovery' | 'jwks';
+export type FetchResult = 'ok' | 'error' | 'timeout';
+
 export interface OidcVerifierOptions {
   readonly discoveryTimeoutMs: number;
   readonly jwksCooldownMs: number;
@@ -60,6 +63,15 @@ export interface OidcVerifierOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly fetch?: FetchLike;
+  /** Told about every discovery and JWKS fetch (for metrics). */
+  readonly onFetch?: (document: FetchDocument, result: FetchResult, seconds: number) => void;
+}
+
+function fetchResultOf(err: unknown): FetchResult {
+  const name = (err as { name?: unknown } | undefined)?.name;
+  return name === 'TimeoutError' || name === 'AbortError' || name === 'JWKSTimeout'
+    ? 'timeout'
+    : 'error';
 }
 
 interface Discovered {
@@ -110,6 +122,25 @@ export class OidcVerifier {
     return this.pending;
   }
 
+  /** `fetchImpl`, timed and reported to `onFetch` as a fetch of `document`. */
+  private observedFetch(document: FetchDocument): FetchLike {
+    const { onFetch } = this.options;
+    if (!onFetch) return this.fetchImpl;
+    return async (input, init) => {
+      const started = performance.now();
+      const seconds = () => (performance.now() - started) / 1000;
+      try {
+        const response = await this.fetchImpl(input, init);
+        // Redirects are followed by fetchJson and counted as their own fetches.
+        onFetch(document, response.status < 400 ? 'ok' : 'error', seconds());
+        return response;
+      } catch (err) {
+        onFetch(document, fetchResultOf(err), seconds());
+        throw err;
+      }
+    };
+  }
+
   private async runDiscovery(): Promise<Discovered> {
     const base = this.issuerUrl.replace(/\/+$/, '');
     const doc = await this.fetchJson(`${base}/.well-known/openid-configuration`);
@@ -138,7 +169,7 @@ export class OidcVerifier {
       cooldownDuration: this.options.jwksCooldownMs,
       // go-oidc keeps keys until a token names an unknown kid; so do we.
       cacheMaxAge: Number.POSITIVE_INFINITY,
-      [customFetch]: this.fetchImpl,
+      [customFetch]: this.observedFetch('jwks'),
     });
     return { jwks, algorithms };
   }
@@ -156,8 +187,9 @@ export class OidcVerifier {
   private async fetchJson(rawUrl: string): Promise<unknown> {
     let url = this.checkedUrl(rawUrl);
     const signal = AbortSignal.timeout(this.options.discoveryTimeoutMs);
+    const fetchDocument = this.observedFetch('discovery');
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const response = await this.fetchImpl(url, {
+      const response = await fetchDocument(url, {
         redirect: 'manual',
         signal,
         headers: { accept: 'application/json' },

@@ -9,9 +9,10 @@ import { ClaimError, requiredStringClaim, stringClaim, type IssuerTypeHandler } 
  * proof of possession signs that address.
  */
 
-// Close to govalidator.IsEmail: a dot-atom local part and a dotted host of LDH labels.
+// Close to govalidator.IsEmail: a dot-atom local part and a dotted host of LDH labels whose
+// last label starts and ends with a letter (govalidator refuses `a@10.0.0.10`, `a@x.com1`).
 const EMAIL =
-  /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$/;
+  /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z])?$/;
 
 export function isEmail(value: string): boolean {
   return (
@@ -39,7 +40,13 @@ export function evaluateIssuerClaim(claims: JWTPayload, path: string): string {
     throw new ClaimError(`unsupported issuer claim path ${path}`);
   let node: unknown = claims;
   for (const key of path.slice(2).split('.')) {
-    if (typeof node !== 'object' || node === null || Array.isArray(node)) {
+    // Own members only: `$.constructor` must not find Object.prototype.constructor.
+    if (
+      typeof node !== 'object' ||
+      node === null ||
+      Array.isArray(node) ||
+      !Object.hasOwn(node, key)
+    ) {
       throw new ClaimError(`issuer claim path ${path} not found in token`);
     }
     node = (node as Record<string, unknown>)[key];
