@@ -6,7 +6,19 @@ import prettier from 'eslint-config-prettier';
 // listed folders into the folder it names.
 const caDir = 'services/ca';
 const boundaries = {
-  common: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer', 'config', 'metrics'],
+  common: [
+    'http',
+    'ra',
+    'identity',
+    'pop',
+    'ratelimit',
+    'issuance',
+    'signer',
+    'config',
+    'metrics',
+    'audit',
+  ],
+  audit: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer', 'config', 'metrics'],
   config: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer'],
   signer: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance'],
   issuance: ['http', 'ra', 'identity', 'pop', 'ratelimit'],

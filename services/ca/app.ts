@@ -1,20 +1,34 @@
-import type { Server } from 'node:http';
+import { X509Certificate } from 'node:crypto';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import type { LookupFunction } from 'node:net';
 import express from 'express';
 import { Registry } from 'prom-client';
+import { AuditLog, createAuditLogger, type AuditLogger } from './audit/audit-log';
 import { systemClock, type Clock } from './common/clock';
 import type { Logger } from './common/logger';
-import { loadIdentityConfig, type IdentityConfig } from './config/identity-config';
+import type { IdentityConfig } from './config/identity-config';
 import type { ServerConfig } from './config/schema';
-import { createApiApp } from './http/app';
-import { IssuerPool } from './identity/issuer-pool';
+import { createApiHandler, type ApiHandler } from './http/fast-path';
+import type { ReadinessCheck } from './http/health';
+import { createMetricsApp } from './http/metrics-app';
+import { IdentityService } from './identity/identity-service';
 import type { FetchLike } from './identity/oidc-verifier';
 import { CertificateAuthority } from './issuance/certificate-authority';
 import { createEphemeralChain } from './issuance/ca-certificates';
-import { createMetrics, type Metrics } from './metrics/metrics';
+import { createMetrics, type CaChainValidity, type Metrics } from './metrics/metrics';
 import { AlgorithmPolicy } from './pop/algorithms';
 import { RegistrationAuthority } from './ra/registration-authority';
+import { createRateLimiting } from './rate-limiting';
 import { loadFileSigner } from './signer/file-signer';
-import { generateEphemeralKey, type CaSigner } from './signer/signer';
+import { ReloadingFileSource } from './signer/reloading-source';
+import {
+  fixedSource,
+  generateEphemeralKey,
+  signerFromTransfer,
+  type CaSigner,
+  type EphemeralCaTransfer,
+  type SignerSource,
+} from './signer/signer';
 
 /**
  * The composition root: the only place that wires concrete parts together. Everything a
@@ -27,17 +41,94 @@ export interface AppOverrides {
   readonly fetch?: FetchLike;
   readonly signer?: CaSigner;
   readonly identityConfig?: IdentityConfig;
+  /** Applied to the identity config at every (re)load (main adds the development issuer). */
+  readonly identityTransform?: (config: IdentityConfig) => IdentityConfig;
+  /** Name resolution for issuers with their own HTTP client (CACert, in-cluster). */
+  readonly lookup?: LookupFunction;
   readonly discoveryRetryMs?: number;
+  /** The ephemeral CA a cluster primary made and handed to this worker. */
+  readonly ephemeralCa?: EphemeralCaTransfer;
+  /** Where audit lines go (default: config.auditLogFile, else stdout). */
+  readonly auditLogger?: AuditLogger;
 }
 
 export interface MayflyApp {
-  readonly api: express.Express;
+  /** The API: node:http for the signing routes, Express for the rest (http/fast-path.ts). */
+  readonly api: ApiHandler;
   readonly metricsApp: express.Express;
   readonly metrics: Metrics;
   readonly ca: CertificateAuthority;
-  readonly identity: IssuerPool;
+  /** The identity config in service; reload() re-reads its file (SIGHUP). */
+  readonly identity: IdentityService;
   /** Turns readiness off, e.g. while draining. */
   setReady(ready: boolean): void;
+  /** Whether the app reports ready (false while draining). */
+  isReady(): boolean;
+  /** Releases what the app holds open (the Redis connection, the limits-file timer). */
+  close(): Promise<void>;
+}
+
+/** Default re-read period of the file CA besides watching it. */
+export const DEFAULT_CA_RELOAD_INTERVAL_MS = 30_000;
+
+/**
+ * An ephemeral CA made once by a cluster primary: the transfer goes to every worker so
+ * that all of them sign with, and publish, the same CA.
+ */
+export async function createEphemeralCaForWorkers(
+  clock: Clock = systemClock,
+): Promise<EphemeralCaTransfer> {
+  const intermediate = generateEphemeralKey();
+  const signer = await createEphemeralChain(generateEphemeralKey(), intermediate, clock);
+  return intermediate.exportForWorkers(signer.chain);
+}
+
+/**
+ * The CA's signing state: the file CA (watched and reloaded unless reloading is off) or the
+ * ephemeral one. close() stops watching.
+ */
+export async function createSignerSource(
+  config: ServerConfig,
+  clock: Clock,
+  logger: Logger,
+  metrics: Metrics,
+  ephemeral?: EphemeralCaTransfer,
+): Promise<{ source: SignerSource; close(): void }> {
+  if (config.ca.type !== 'file') {
+    const signer = ephemeral ? signerFromTransfer(ephemeral) : await createSigner(config, clock);
+    observeCa(metrics, signer.chain, 1);
+    return { source: fixedSource(signer), close: () => undefined };
+  }
+  const intervalMs = config.ca.reloadIntervalMs ?? DEFAULT_CA_RELOAD_INTERVAL_MS;
+  let loaded = false;
+  const source = new ReloadingFileSource(
+    {
+      cert: config.ca.cert!,
+      key: config.ca.key!,
+      keyPasswordFile: config.ca.keyPasswordFile,
+      nextCert: config.ca.nextCert,
+      previousCert: config.ca.previousCert,
+    },
+    {
+      clock,
+      logger,
+      intervalMs,
+      onReload: (result, state) => {
+        // The first load is the start, not a reload.
+        if (loaded || result === 'refused') metrics.caReloads.inc({ result });
+        loaded = true;
+        observeCa(metrics, state.signer.chain, 1 + state.publishedChains.length);
+      },
+    },
+  );
+  if (intervalMs > 0) source.start();
+  return { source, close: () => source.close() };
+}
+
+function observeCa(metrics: Metrics, chain: readonly Uint8Array[], chains: number): void {
+  const issuing = chain[0];
+  if (issuing) metrics.caNotAfter.set(Date.parse(new X509Certificate(issuing).validTo) / 1000);
+  metrics.caPublishedChains.set(chains);
 }
 
 export async function createSigner(config: ServerConfig, clock: Clock): Promise<CaSigner> {
@@ -59,25 +150,55 @@ export async function createApp(
   const metrics = createMetrics(new Registry(), {
     version: process.env.npm_package_version ?? 'dev',
   });
-  const signer = overrides.signer ?? (await createSigner(config, clock));
-  const ca = new CertificateAuthority(signer);
-  const identity = new IssuerPool(
-    overrides.identityConfig ?? loadIdentityConfig(config.identityConfig),
-    {
-      discoveryTimeoutMs: config.oidc.discoveryTimeoutMs,
-      jwksCooldownMs: config.oidc.jwksCooldownMs,
-      maxTokenBytes: config.oidc.maxTokenBytes,
-      clock,
-      logger,
-      ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
-      ...(overrides.discoveryRetryMs === undefined
-        ? {}
-        : { discoveryRetryMs: overrides.discoveryRetryMs }),
-      onFailure: (reason) => metrics.tokenFailures.inc({ reason }),
-    },
+  let ca: CertificateAuthority;
+  let closeCa = (): void => undefined;
+  const signing = {
+    signed: (result: 'ok' | 'error', seconds: number) =>
+      metrics.signerDuration.observe({ result }, seconds),
+  };
+  if (overrides.signer) {
+    ca = new CertificateAuthority(overrides.signer, signing);
+    observeCa(metrics, overrides.signer.chain, 1);
+  } else {
+    const made = await createSignerSource(config, clock, logger, metrics, overrides.ephemeralCa);
+    ca = new CertificateAuthority(made.source, signing);
+    closeCa = made.close;
+  }
+  metrics.trackCaChains(
+    () => caChainValidity(ca.trustBundle()),
+    () => clock.now().getTime(),
   );
+  // The identity config is read from its file (and reloaded when it changes) unless a
+  // test hands one in.
+  const fromFile = overrides.identityConfig === undefined;
+  const identity = new IdentityService(overrides.identityConfig, {
+    ...(fromFile
+      ? { path: config.identityConfig, reloadIntervalMs: config.identityConfigReloadMs }
+      : {}),
+    ...(overrides.identityTransform ? { transform: overrides.identityTransform } : {}),
+    kubernetes: {
+      caFile: config.oidc.kubernetesCaFile,
+      tokenFile: config.oidc.kubernetesTokenFile,
+    },
+    ...(overrides.lookup ? { lookup: overrides.lookup } : {}),
+    discoveryTimeoutMs: config.oidc.discoveryTimeoutMs,
+    jwksCooldownMs: config.oidc.jwksCooldownMs,
+    maxTokenBytes: config.oidc.maxTokenBytes,
+    clock,
+    logger,
+    ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
+    ...(overrides.discoveryRetryMs === undefined
+      ? {}
+      : { discoveryRetryMs: overrides.discoveryRetryMs }),
+    onFailure: (reason, issuer) => metrics.tokenFailures.inc({ reason, issuer }),
+    onFetch: (issuer, document, result, seconds) =>
+      metrics.oidcFetchDuration.observe({ issuer, document, result }, seconds),
+  });
+  if (fromFile && config.identityConfigReloadMs > 0) identity.start();
+  const rateLimiting = createRateLimiting(config, { clock, logger, metrics });
   const ra = new RegistrationAuthority({
     identity,
+    ...(rateLimiting ? { rateLimiting } : {}),
     ca,
     algorithms: new AlgorithmPolicy(config.clientSigningAlgorithms),
     clock,
@@ -85,37 +206,92 @@ export async function createApp(
     logger,
   });
   let ready = true;
-  const api = createApiApp({
+  const health = {
+    ready: () => ready,
+    checks: () => readinessChecks(ca, clock),
+  };
+  const api = createApiHandler({
     ra,
     trustBundle: () => ca.trustBundle(),
     issuers: () => identity.describe(),
-    health: { ready: () => ready },
+    health,
+    audit: new AuditLog(overrides.auditLogger ?? createAuditLogger({ file: config.auditLogFile })),
+    issuerLookup: identity,
     metrics,
     logger,
     maxRequestBytes: config.maxRequestBytes,
+    trustedProxies: config.trustedProxies,
   });
-  const metricsApp = express();
-  metricsApp.disable('x-powered-by');
-  metricsApp.get('/metrics', (_req, res, next) => {
-    metrics.registry
-      .metrics()
-      .then((text) => {
-        res.setHeader('Content-Type', metrics.registry.contentType);
-        res.end(text);
-      })
-      .catch(next);
+  const metricsApp = createMetricsApp({ registry: metrics.registry, health });
+  return {
+    api,
+    metricsApp,
+    metrics,
+    ca,
+    identity,
+    setReady: (r) => (ready = r),
+    isReady: () => ready,
+    close: async () => {
+      closeCa();
+      identity.close();
+      await rateLimiting?.close();
+    },
+  };
+}
+
+/**
+ * Readiness besides draining: the config was loaded (it was, or there would be no app), the
+ * signer is usable (its issuing certificate is within its validity, so leaves can be
+ * issued) and the trust bundle is loaded (every published chain has certificates).
+ */
+function readinessChecks(ca: CertificateAuthority, clock: Clock): ReadinessCheck[] {
+  const now = clock.now().getTime();
+  let signer = false;
+  let trustBundle = false;
+  try {
+    signer = ca.notAfterLimit.getTime() > now;
+  } catch {
+    signer = false;
+  }
+  try {
+    const chains = ca.trustBundle();
+    trustBundle = chains.length > 0 && chains.every((chain) => chain.length > 0);
+  } catch {
+    trustBundle = false;
+  }
+  return [
+    { name: 'config', ok: true },
+    { name: 'signer', ok: signer },
+    { name: 'trust_bundle', ok: trustBundle },
+  ];
+}
+
+/** Each trust-bundle chain's earliest expiry, for the CA expiry gauge (chain 0 signs). */
+export function caChainValidity(bundle: readonly (readonly Uint8Array[])[]): CaChainValidity[] {
+  return bundle.flatMap((chain, index) => {
+    const certificates = chain.map((der) => new X509Certificate(der));
+    const first = certificates[0];
+    if (!first) return [];
+    const cn = /(?:^|\n)CN=([^\n]*)/.exec(first.subject)?.[1];
+    return [
+      {
+        role: index === 0 ? ('signing' as const) : ('published' as const),
+        index,
+        subject: cn ?? first.subject.replace(/\n/g, ', '),
+        notAfter: new Date(Math.min(...certificates.map((c) => Date.parse(c.validTo)))),
+      },
+    ];
   });
-  return { api, metricsApp, metrics, ca, identity, setReady: (r) => (ready = r) };
 }
 
 /** Listens and resolves with the bound port (port 0 picks a free one). */
 export function listen(
-  app: express.Express,
+  app: RequestListener,
   host: string,
   port: number,
 ): Promise<{ server: Server; port: number }> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    const server = createServer(app).listen(port, host);
     server.once('error', reject);
     server.once('listening', () => {
       const address = server.address();

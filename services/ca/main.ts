@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import cluster from 'node:cluster';
 import { createLogger, type Logger } from './common/logger';
 import { ConfigError, configPathFromArgs, loadServerConfig } from './config/loader';
 import {
@@ -8,6 +8,16 @@ import {
 } from './config/identity-config';
 import type { ServerConfig } from './config/schema';
 import { createApp, listen } from './app';
+import {
+  caFromPrimary,
+  clusterWorkerId,
+  isClusterWorker,
+  runPrimary,
+  workerCount,
+} from './cluster';
+import { drain, onStopSignals } from './lifecycle';
+import { reportToPrimary } from './metrics/cluster';
+import { LimitsFileError } from './ratelimit/limits-file';
 import { CaLoadError } from './signer/file-signer';
 import { startDevIssuer } from '../dev-issuer/dev-issuer';
 
@@ -17,31 +27,19 @@ import { startDevIssuer } from '../dev-issuer/dev-issuer';
  * period, exit 0. A second signal exits at once.
  */
 
-async function withDevIssuer(config: ServerConfig, identity: IdentityConfig, logger: Logger) {
+async function withDevIssuer(config: ServerConfig, logger: Logger) {
   const issuer = await startDevIssuer({ host: config.devIssuer.host, port: config.devIssuer.port });
   logger.warn(
     { issuer: issuer.url, tokenEndpoint: `${issuer.url}/token?email=you@example.com` },
     'DEVELOPMENT OIDC ISSUER ENABLED: anybody who can reach it can mint identities; never enable in production',
   );
-  const oidcIssuers = new Map(identity.oidcIssuers);
-  oidcIssuers.set(issuer.url, issuer.issuerConfig);
-  return { identity: { ...identity, oidcIssuers }, close: () => issuer.close() };
-}
-
-function closeServer(server: Server, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.closeAllConnections();
-      resolve();
-    }, graceMs);
-    timer.unref();
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    // Idle keep-alive connections would otherwise hold close() open until they time out.
-    server.closeIdleConnections();
-  });
+  // Added to every identity config read, the first and each reloaded one.
+  const transform = (identity: IdentityConfig): IdentityConfig => {
+    const oidcIssuers = new Map(identity.oidcIssuers);
+    oidcIssuers.set(issuer.url, issuer.issuerConfig);
+    return { ...identity, oidcIssuers };
+  };
+  return { transform, close: () => issuer.close() };
 }
 
 async function main(): Promise<void> {
@@ -55,10 +53,12 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
-  let identity: IdentityConfig;
+  const inWorker = isClusterWorker();
+  const baseLogger = createLogger(config.logLevel);
+  const logger = inWorker ? baseLogger.child({ worker: clusterWorkerId() }) : baseLogger;
   try {
-    identity = loadIdentityConfig(config.identityConfig);
+    // Read here to fail fast with exit status 2; the app reads (and reloads) it itself.
+    loadIdentityConfig(config.identityConfig);
   } catch (err) {
     if (err instanceof IdentityConfigError) {
       logger.fatal({ problems: err.problems }, 'invalid identity config');
@@ -67,16 +67,41 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  const workers = workerCount(config);
+  if (!inWorker && workers > 1) {
+    if (config.devIssuer.enabled) {
+      // Each worker would mint with keys of its own: tokens would verify on one worker only.
+      process.stderr.write('mayfly: MAYFLY_DEV_ISSUER cannot be used with MAYFLY_WORKERS > 1\n');
+      process.exit(2);
+    }
+    // SIGHUP reloads the identity config: each worker reloads its own.
+    process.on('SIGHUP', () => {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+    });
+    await runPrimary(config, logger);
+    return;
+  }
+  // A worker signs with the ephemeral CA its primary made (a file CA it reads itself).
+  const ephemeralCa = inWorker ? await caFromPrimary() : null;
   let closeDevIssuer: (() => Promise<void>) | undefined;
+  let identityTransform: ((identity: IdentityConfig) => IdentityConfig) | undefined;
   if (config.devIssuer.enabled) {
-    const dev = await withDevIssuer(config, identity, logger);
-    identity = dev.identity;
+    const dev = await withDevIssuer(config, logger);
+    identityTransform = dev.transform;
     closeDevIssuer = dev.close;
   }
   let app;
   try {
-    app = await createApp(config, logger, { identityConfig: identity });
+    app = await createApp(config, logger, {
+      ...(identityTransform ? { identityTransform } : {}),
+      ...(ephemeralCa ? { ephemeralCa } : {}),
+    });
   } catch (err) {
+    if (err instanceof LimitsFileError) {
+      logger.fatal({ problems: err.problems }, 'invalid rate limits file');
+      process.stderr.write(`mayfly: ${err.message}\n`);
+      process.exit(2);
+    }
     if (err instanceof CaLoadError) {
       logger.fatal({ reason: err.message }, 'the CA could not be loaded');
       process.stderr.write(`mayfly: the CA could not be loaded: ${err.message}\n`);
@@ -88,37 +113,49 @@ async function main(): Promise<void> {
   api.server.requestTimeout = 60_000;
   api.server.headersTimeout = 20_000;
   api.server.keepAliveTimeout = 30_000;
-  const metrics = await listen(app.metricsApp, config.metricsHost, config.metricsPort);
+  // In a cluster the primary serves the workers' aggregated metrics.
+  const metrics = inWorker
+    ? undefined
+    : await listen(app.metricsApp, config.metricsHost, config.metricsPort);
+  if (inWorker) reportToPrimary(app.metrics.registry);
   logger.info(
-    { host: config.host, port: api.port, metricsPort: metrics.port, ca: config.ca.type },
+    { host: config.host, port: api.port, metricsPort: metrics?.port, ca: config.ca.type },
     'mayfly listening',
   );
-  process.stdout.write(
-    `mayfly listening on http://${config.host}:${api.port} (metrics on port ${metrics.port})\n`,
-  );
+  if (metrics) {
+    process.stdout.write(
+      `mayfly listening on http://${config.host}:${api.port} (metrics on port ${metrics.port})\n`,
+    );
+  }
   void app.identity.warmUp();
+  // SIGHUP re-reads the identity config; a bad file is logged and the old one keeps serving.
+  const reloadable = app;
+  process.on('SIGHUP', () => {
+    reloadable.identity.reload('sighup');
+  });
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'draining');
-    app.setReady(false);
-    void Promise.all([
-      closeServer(api.server, config.shutdownGraceMs),
-      closeServer(metrics.server, 1000),
-    ])
-      .then(() => closeDevIssuer?.())
-      .then(() => {
-        logger.info('stopped');
-        process.exit(0);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const running = app;
+  onStopSignals(
+    logger,
+    (signal) => {
+      logger.info({ signal }, 'stop signal');
+      void drain({
+        logger,
+        delayMs: config.shutdownDelayMs,
+        graceMs: config.shutdownGraceMs,
+        setReady: (ready) => running.setReady(ready),
+        servers: [api.server],
+        lateServers: metrics ? [metrics.server] : [],
+        close: async () => {
+          await running.close();
+          await closeDevIssuer?.();
+        },
+      }).then(() => process.exit(0));
+    },
+    // A worker drains when its primary tells it to (SIGTERM); Ctrl-C reaches it too.
+    inWorker ? { signals: ['SIGTERM'] } : {},
+  );
+  if (inWorker) process.on('SIGINT', () => undefined);
 }
 
 process.on('unhandledRejection', (reason) => {

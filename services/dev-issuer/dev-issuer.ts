@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { randomUUID } from 'node:crypto';
 import {
   SignJWT,
@@ -52,6 +53,19 @@ export interface DevIssuerOptions {
   readonly clientId?: string;
   /** Serve GET /token?email=… (on for the development issuer, off in most tests). */
   readonly tokenEndpoint?: boolean;
+  /** Serve https with this key and certificate (PEM) instead of http. */
+  readonly tls?: { readonly key: string; readonly cert: string };
+  /** The host name in the issuer URL instead of the listening address (with the port). */
+  readonly publicHost?: string;
+  /**
+   * Also serve issuers under any path: `<url>/<prefix>/.well-known/openid-configuration`
+   * names the issuer `<url>/<prefix>` (for meta-issuer tests, one issuer per tenant).
+   */
+  readonly tenants?: boolean;
+  /** The jwks_uri that discovery announces for an issuer URL (default `<issuer>/keys`). */
+  readonly jwksUri?: (issuerUrl: string) => string;
+  /** Sees every request (tests check headers such as Authorization). */
+  readonly onRequest?: (req: IncomingMessage) => void;
 }
 
 interface KeyEntry {
@@ -99,12 +113,15 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/.well-known/openid-configuration') {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    options.onRequest?.(req);
+    const wellKnown = '/.well-known/openid-configuration';
+    if (path === wellKnown || (options.tenants && path.endsWith(wellKnown))) {
       requests.discovery++;
+      const issuerUrl = url + path.slice(0, -wellKnown.length);
       json(res, 200, {
-        issuer: url,
-        jwks_uri: `${url}/keys`,
+        issuer: issuerUrl,
+        jwks_uri: options.jwksUri ? options.jwksUri(issuerUrl) : `${issuerUrl}/keys`,
         authorization_endpoint: `${url}/auth`,
         token_endpoint: `${url}/token`,
         response_types_supported: ['id_token'],
@@ -113,7 +130,7 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
       });
       return;
     }
-    if (path === '/keys') {
+    if (path === '/keys' || (options.tenants && path.endsWith('/keys'))) {
       requests.jwks++;
       if (jwksMode === 'down') json(res, 503, { error: 'unavailable' });
       else if (jwksMode === 'garbage') {
@@ -136,14 +153,15 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
     json(res, 404, { error: 'not found' });
   };
 
-  const server = createServer(handle);
+  const server = options.tls ? createHttpsServer(options.tls, handle) : createServer(handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, host, () => resolve());
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const publicHost = options.publicHost ?? host;
+  url = `${options.tls ? 'https' : 'http'}://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`;
 
   const issuerConfig: OidcIssuerConfig = {
     issuerUrl: url,

@@ -8,7 +8,11 @@ import {
 } from '../../services/ca/app';
 import { systemClock } from '../../services/ca/common/clock';
 import { createLogger, silentLogger, type Logger } from '../../services/ca/common/logger';
-import type { IdentityConfig, OidcIssuerConfig } from '../../services/ca/config/identity-config';
+import type {
+  CiIssuerMetadata,
+  IdentityConfig,
+  OidcIssuerConfig,
+} from '../../services/ca/config/identity-config';
 import { loadServerConfig } from '../../services/ca/config/loader';
 import type { ServerConfig } from '../../services/ca/config/schema';
 import type { CaSigner } from '../../services/ca/signer/signer';
@@ -43,8 +47,17 @@ export interface TestCaOptions {
   /** Extra issuers besides the dev issuer. */
   readonly extraIssuers?: ReadonlyMap<string, OidcIssuerConfig>;
   readonly metaIssuers?: ReadonlyMap<string, OidcIssuerConfig>;
+  /** CIIssuerMetadata for ci-provider issuers. */
+  readonly ciIssuerMetadata?: ReadonlyMap<string, CiIssuerMetadata>;
+  /**
+   * Read the identity config from a file (and reload it as the service does) instead of
+   * building it: called once the dev issuer runs, returns the file's path.
+   */
+  readonly identityConfigFile?: (issuer: DevIssuer) => string;
   readonly overrides?: AppOverrides;
   readonly logger?: Logger;
+  /** Where audit lines go; default: nowhere (tests that check them pass a sink). */
+  readonly auditLogger?: Logger;
 }
 
 /** Counts signatures so tests can assert that a refusal issued nothing. */
@@ -65,14 +78,21 @@ function countingSigner(inner: CaSigner, onSign: () => void): CaSigner {
 
 export async function startTestCa(options: TestCaOptions = {}): Promise<TestCa> {
   const issuer = await startDevIssuer(options.issuerOptions);
-  const config = loadServerConfig({ env: { MAYFLY_LOG_LEVEL: 'silent', ...options.env } });
+  const identityFile = options.identityConfigFile?.(issuer);
+  const config = loadServerConfig({
+    env: {
+      MAYFLY_LOG_LEVEL: 'silent',
+      ...(identityFile ? { MAYFLY_IDENTITY_CONFIG: identityFile } : {}),
+      ...options.env,
+    },
+  });
   const identityConfig: IdentityConfig = {
     oidcIssuers: new Map([
       [issuer.url, { ...issuer.issuerConfig, ...options.issuerConfig }],
       ...(options.extraIssuers ?? []),
     ]),
     metaIssuers: new Map(options.metaIssuers ?? []),
-    ciIssuerMetadata: new Map(),
+    ciIssuerMetadata: new Map(options.ciIssuerMetadata ?? []),
   };
   const logger =
     options.logger ?? (process.env.MAYFLY_TEST_LOGS ? createLogger('debug') : silentLogger);
@@ -82,8 +102,9 @@ export async function startTestCa(options: TestCaOptions = {}): Promise<TestCa> 
     (await createSigner(config, options.overrides?.clock ?? systemClock));
   const app = await createApp(config, logger, {
     discoveryRetryMs: 0,
+    auditLogger: options.auditLogger ?? silentLogger,
     ...options.overrides,
-    identityConfig,
+    ...(identityFile ? {} : { identityConfig }),
     signer: countingSigner(base, () => signs++),
   });
   let server: Server | undefined;
@@ -104,6 +125,7 @@ export async function startTestCa(options: TestCaOptions = {}): Promise<TestCa> 
         server.closeAllConnections();
         await new Promise<void>((resolve) => server!.close(() => resolve()));
       }
+      await app.close();
       await issuer.close();
     },
   };

@@ -122,7 +122,9 @@ describe('POST /api/v2/signingCert', () => {
     const text = await ca.app.metrics.registry.getSingleMetricAsString(
       'mayfly_certificates_issued_total',
     );
-    expect(text).toMatch(/mayfly_certificates_issued_total\{issuer_type="email"\} [1-9]/);
+    expect(text).toMatch(
+      /mayfly_certificates_issued_total\{issuer="[^"]+",issuer_type="email"\} [1-9]/,
+    );
   });
 });
 

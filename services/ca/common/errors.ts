@@ -102,22 +102,42 @@ export const ERROR_TABLE: Readonly<Record<CaErrorCode, ErrorMapping>> = {
   internal: { httpStatus: 500, grpcCode: GRPC.Internal, message: 'internal error' },
 };
 
+/**
+ * The limit that refused a request, for the RateLimit and RateLimit-Policy response
+ * headers: plain numbers and the limit's configured name, never an identity.
+ */
+export interface RateLimitInfo {
+  readonly policy: string;
+  /** Requests per window in the long run (the limit's count and period). */
+  readonly quota: number;
+  readonly windowSeconds: number;
+  readonly remaining: number;
+  readonly resetSeconds: number;
+}
+
+export interface CaErrorOptions {
+  /** Only for codes without a fixed message: built solely from server-side constants. */
+  readonly clientMessage?: string;
+  readonly cause?: unknown;
+  /** Sent as Retry-After (whole seconds). */
+  readonly retryAfterSeconds?: number;
+  readonly rateLimit?: RateLimitInfo;
+}
+
 export class CaError extends Error {
   readonly code: CaErrorCode;
   /** Why it failed, for the log. Never sent to the client. */
   readonly detail: string;
+  readonly retryAfterSeconds: number | undefined;
+  readonly rateLimit: RateLimitInfo | undefined;
   private readonly passthroughMessage: string | undefined;
 
   /**
    * @param detail log-only explanation
-   * @param clientMessage only for codes without a fixed message: a message built solely
-   *   from server-side constants, safe to show
+   * @param options.clientMessage only for codes without a fixed message: a message built
+   *   solely from server-side constants, safe to show
    */
-  constructor(
-    code: CaErrorCode,
-    detail: string,
-    options?: { clientMessage?: string; cause?: unknown },
-  ) {
+  constructor(code: CaErrorCode, detail: string, options?: CaErrorOptions) {
     super(
       `${code}: ${detail}`,
       options?.cause === undefined ? undefined : { cause: options.cause },
@@ -126,6 +146,8 @@ export class CaError extends Error {
     this.code = code;
     this.detail = detail;
     this.passthroughMessage = options?.clientMessage;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+    this.rateLimit = options?.rateLimit;
   }
 
   get mapping(): ErrorMapping {

@@ -8,7 +8,7 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
  * object by mistake. Censoring them here is the second line of defence; the first is
  * never logging them at all.
  */
-const REDACT = [
+export const REDACT_PATHS: readonly string[] = [
   'token',
   '*.token',
   'authorization',
@@ -35,7 +35,7 @@ export function createLogger(
     level,
     base: { service: 'mayfly' },
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: { paths: REDACT, censor: '[redacted]' },
+    redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
   };
   return destination ? pino(options, destination) : pino(options);
 }

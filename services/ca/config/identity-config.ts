@@ -1,6 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import YAML, { CST, Lexer } from 'yaml';
+import { FULCIO_EXTENSIONS, type FulcioExtensionField } from '../common/certificate-identity';
+import { GoTemplate, GoTemplateError } from '../common/go-template';
+import { GoUrlError, parseGoUrl, type GoUrl } from '../common/go-url';
+import { parseTrustDomain } from '../common/spiffe';
 
 /**
  * Fulcio's identity configuration (OIDCIssuers / MetaIssuers / CIIssuerMetadata), read
@@ -45,7 +49,8 @@ export interface OidcIssuerConfig {
 
 export interface CiIssuerMetadata {
   readonly defaultTemplateValues: Readonly<Record<string, string>>;
-  readonly extensionTemplates: Readonly<Record<string, string>>;
+  /** Keyed by Fulcio's Extensions field name, whether the file said `BuildSignerURI` or `build-signer-uri`. */
+  readonly extensionTemplates: Readonly<Partial<Record<FulcioExtensionField, string>>>;
   readonly subjectAlternativeNameTemplate: string;
 }
 
@@ -161,20 +166,43 @@ export function challengeClaimOf(issuer: OidcIssuerConfig): string {
   return '';
 }
 
-function hostOf(url: string): { scheme: string; host: string } | undefined {
+/**
+ * The JSONPath subset mayfly evaluates for an IssuerClaim: `$` then member names
+ * (`.name`, `['name']`, `["name"]`) and array indices (`[0]`). Returns the steps, or
+ * undefined for a path outside the subset.
+ */
+export function issuerClaimSteps(path: string): (string | number)[] | undefined {
+  if (!path.startsWith('$')) return undefined;
+  const steps: (string | number)[] = [];
+  const step = /\.([A-Za-z0-9_-]+)|\['([^'\\]*)'\]|\["([^"\\]*)"\]|\[(\d+)\]/y;
+  step.lastIndex = 1;
+  while (step.lastIndex < path.length) {
+    const m = step.exec(path);
+    if (!m) return undefined;
+    if (m[4] !== undefined) steps.push(Number(m[4]));
+    else steps.push(m[1] ?? m[2] ?? m[3]!);
+  }
+  return steps.length > 0 ? steps : undefined;
+}
+
+function goUrl(text: string): GoUrl | string {
   try {
-    const parsed = new URL(url);
-    return { scheme: parsed.protocol.replace(/:$/, ''), host: parsed.hostname };
-  } catch {
-    return undefined;
+    return parseGoUrl(text);
+  } catch (err) {
+    if (err instanceof GoUrlError) return err.message;
+    throw err;
   }
 }
 
-function lastTwoLabelsMatch(a: string, b: string): boolean {
-  const la = a.split('.');
-  const lb = b.split('.');
-  if (la.length < 2 || lb.length < 2) return false;
-  return la.slice(-2).join('.') === lb.slice(-2).join('.');
+/** Fulcio's validateAllowedDomain: equal hostnames, or the same last two labels. */
+function allowedDomain(subjectHost: string, issuerHost: string): string | undefined {
+  if (subjectHost === issuerHost) return undefined;
+  const s = subjectHost.split('.');
+  const i = issuerHost.split('.');
+  if (s.length < 2) return `URI hostname too short: ${subjectHost}`;
+  if (i.length < 2) return `URI hostname too short: ${issuerHost}`;
+  if (s.at(-1) === i.at(-1) && s.at(-2) === i.at(-2)) return undefined;
+  return `hostname top-level and second-level domains do not match: ${subjectHost}, ${issuerHost}`;
 }
 
 /** Fulcio's validateConfig rules (fulcio-reference §4.1), one message per problem. */
@@ -184,46 +212,110 @@ function validateIssuer(
   where: string,
   problems: string[],
 ): void {
-  if (issuer.issuerClaim && issuer.type !== 'email') {
-    problems.push(`${where}: only email issuers can use issuer claim mapping`);
-  }
-  if (!challengeClaimOf(issuer)) problems.push(`${where}: issuer missing challenge claim`);
-  if (issuer.type === 'spiffe') {
-    if (isMeta) problems.push(`${where}: SPIFFE meta issuers not supported`);
-    if (!/^[a-z0-9._-]+$/.test(issuer.spiffeTrustDomain)) {
-      problems.push(
-        `${where}: invalid SPIFFE trust domain ${JSON.stringify(issuer.spiffeTrustDomain)}`,
-      );
-    }
-  }
-  if (issuer.type === 'uri') {
-    const subject = hostOf(issuer.subjectDomain);
-    const iss = hostOf(issuer.issuerUrl);
-    if (!subject || !subject.scheme || !issuer.subjectDomain.includes('://')) {
-      problems.push(`${where}: SubjectDomain for uri must contain scheme`);
-    } else if (!iss) {
-      problems.push(`${where}: issuer URL must contain a scheme`);
-    } else if (subject.scheme !== iss.scheme) {
-      problems.push(`${where}: SubjectDomain and issuer URL schemes must match`);
-    } else if (!lastTwoLabelsMatch(subject.host, iss.host)) {
-      problems.push(`${where}: SubjectDomain hostname must share the issuer's top-level domains`);
-    }
-  }
-  if (issuer.type === 'username') {
-    const iss = hostOf(issuer.issuerUrl);
-    if (!issuer.subjectDomain || issuer.subjectDomain.includes('://')) {
-      problems.push(`${where}: SubjectDomain for username should not contain a scheme`);
-    } else if (!iss || !lastTwoLabelsMatch(issuer.subjectDomain, iss.host)) {
-      problems.push(`${where}: SubjectDomain hostname must share the issuer's top-level domains`);
-    }
-  }
+  const problem = (message: string) => problems.push(`${where}: ${message}`);
   if (issuer.caCert) {
     try {
       new X509Certificate(issuer.caCert);
     } catch {
-      problems.push(`${where}: CACert is not a PEM certificate`);
+      problem(`failed to parse CA certificate for issuer ${issuer.issuerUrl}`);
     }
   }
+  if (issuer.type === 'email' && issuer.issuerClaim && !issuerClaimSteps(issuer.issuerClaim)) {
+    problem(
+      `issuer claim ${JSON.stringify(issuer.issuerClaim)} is not a JSONPath mayfly evaluates ($.a.b, $['a'], $.a[0])`,
+    );
+  }
+  if (isMeta) {
+    // Fulcio checks meta issuers for these alone.
+    if (issuer.type === 'spiffe') problem('SPIFFE meta issuers not supported');
+    if (!challengeClaimOf(issuer)) problem('issuer missing challenge claim');
+    return;
+  }
+  if (issuer.issuerClaim && issuer.type !== 'email') {
+    problem('only email issuers can use issuer claim mapping');
+  }
+  if (issuer.type === 'spiffe') {
+    if (!issuer.spiffeTrustDomain) problem('spiffe issuer must have SPIFFETrustDomain set');
+    else {
+      try {
+        parseTrustDomain(issuer.spiffeTrustDomain);
+      } catch {
+        problem('spiffe trust domain is invalid');
+      }
+    }
+  }
+  if (issuer.type === 'uri') {
+    if (!issuer.subjectDomain) problem('uri issuer must have SubjectDomain set');
+    else {
+      const domain = goUrl(issuer.subjectDomain);
+      const iss = goUrl(issuer.issuerUrl);
+      if (typeof domain === 'string') problem(domain);
+      else if (domain.scheme === '') problem('SubjectDomain for uri must contain scheme');
+      else if (typeof iss === 'string') problem(iss);
+      else if (iss.scheme === '') problem('issuer for uri must contain scheme');
+      else if (domain.scheme !== iss.scheme) {
+        problem(
+          `subject (${domain.schemeText}) and issuer (${iss.schemeText}) URI schemes do not match`,
+        );
+      } else {
+        const refused = allowedDomain(domain.hostname(), iss.hostname());
+        if (refused) problem(refused);
+      }
+    }
+  }
+  if (issuer.type === 'username') {
+    if (!issuer.subjectDomain) problem('username issuer must have SubjectDomain set');
+    else {
+      const domain = goUrl(issuer.subjectDomain);
+      const iss = goUrl(issuer.issuerUrl);
+      if (typeof domain === 'string') problem(domain);
+      else if (domain.scheme !== '')
+        problem('SubjectDomain for username should not contain scheme');
+      else if (typeof iss === 'string') problem(iss);
+      else if (iss.scheme === '') problem('issuer for username must contain scheme');
+      else {
+        const refused = allowedDomain(issuer.subjectDomain, iss.hostname());
+        if (refused) problem(refused);
+      }
+    }
+  }
+  if (!challengeClaimOf(issuer)) problem('issuer missing challenge claim');
+}
+
+/**
+ * ExtensionTemplates keyed by Fulcio's field names: a key matches a field's Go name
+ * (`BuildSignerURI`, JSON) or its YAML key (`build-signer-uri`), folded like every other
+ * key here. Keys that name no field are ignored, as Go ignores them.
+ */
+function extensionTemplates(
+  raw: unknown,
+  where: string,
+  problems: string[],
+): Partial<Record<FulcioExtensionField, string>> {
+  const out: Partial<Record<FulcioExtensionField, string>> = {};
+  for (const [key, value] of Object.entries(stringMap(raw, where, problems))) {
+    const known = FULCIO_EXTENSIONS.find(
+      (e) => fold(e.field) === fold(key) || fold(e.yaml) === fold(key),
+    );
+    if (known) out[known.field] = value;
+  }
+  return out;
+}
+
+/** ci-provider templates must parse as Go templates (Fulcio: missingkey=error Parse). */
+function validateTemplates(metadata: CiIssuerMetadata, where: string, problems: string[]): void {
+  const check = (name: string, template: string) => {
+    try {
+      GoTemplate.parse(template);
+    } catch (err) {
+      if (err instanceof GoTemplateError) problems.push(`${where}: ${name}: ${err.message}`);
+      else throw err;
+    }
+  };
+  for (const [field, template] of Object.entries(metadata.extensionTemplates)) {
+    check(field, template);
+  }
+  check('SubjectAlternativeNameTemplate', metadata.subjectAlternativeNameTemplate);
 }
 
 /** Lexer tokens that mark structure and are not part of the source text. */
@@ -278,16 +370,22 @@ export function parseIdentityConfig(text: string, source = 'identity config'): I
       for (const [name, value] of Object.entries(rawMeta)) {
         const where = `CIIssuerMetadata[${name}]`;
         const obj = isObj(value) ? value : {};
-        ciIssuerMetadata.set(name, {
+        const metadata: CiIssuerMetadata = {
           defaultTemplateValues: stringMap(field(obj, 'DefaultTemplateValues'), where, problems),
-          extensionTemplates: stringMap(field(obj, 'ExtensionTemplates'), where, problems),
+          extensionTemplates: extensionTemplates(
+            field(obj, 'ExtensionTemplates'),
+            `${where}.ExtensionTemplates`,
+            problems,
+          ),
           subjectAlternativeNameTemplate: str(
             obj,
             'SubjectAlternativeNameTemplate',
             where,
             problems,
           ),
-        });
+        };
+        validateTemplates(metadata, where, problems);
+        ciIssuerMetadata.set(name, metadata);
       }
     }
   }

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
+import { RATE_LIMITS_OFF } from './ratelimit-schema';
 import { serverConfigSchema, type ServerConfig } from './schema';
 
 /**
@@ -21,7 +22,7 @@ type Raw = Record<string, unknown>;
 interface EnvBinding {
   readonly env: string;
   readonly path: readonly string[];
-  readonly kind: 'string' | 'int' | 'bool' | 'list' | 'path';
+  readonly kind: 'string' | 'int' | 'number' | 'bool' | 'list' | 'path' | 'pathOrOff';
 }
 
 /** Every setting is also an environment variable. */
@@ -31,28 +32,85 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_METRICS_HOST', path: ['metricsHost'], kind: 'string' },
   { env: 'MAYFLY_METRICS_PORT', path: ['metricsPort'], kind: 'int' },
   { env: 'MAYFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
+  { env: 'MAYFLY_AUDIT_LOG_FILE', path: ['auditLogFile'], kind: 'path' },
   { env: 'MAYFLY_IDENTITY_CONFIG', path: ['identityConfig'], kind: 'path' },
+  { env: 'MAYFLY_IDENTITY_CONFIG_RELOAD_MS', path: ['identityConfigReloadMs'], kind: 'int' },
   { env: 'MAYFLY_MAX_REQUEST_BYTES', path: ['maxRequestBytes'], kind: 'int' },
   { env: 'MAYFLY_CERT_LIFETIME_SECONDS', path: ['certificateLifetimeSeconds'], kind: 'int' },
   { env: 'MAYFLY_CLIENT_SIGNING_ALGORITHMS', path: ['clientSigningAlgorithms'], kind: 'list' },
   { env: 'MAYFLY_OIDC_DISCOVERY_TIMEOUT_MS', path: ['oidc', 'discoveryTimeoutMs'], kind: 'int' },
   { env: 'MAYFLY_OIDC_JWKS_COOLDOWN_MS', path: ['oidc', 'jwksCooldownMs'], kind: 'int' },
   { env: 'MAYFLY_OIDC_MAX_TOKEN_BYTES', path: ['oidc', 'maxTokenBytes'], kind: 'int' },
+  { env: 'MAYFLY_OIDC_KUBERNETES_CA_FILE', path: ['oidc', 'kubernetesCaFile'], kind: 'path' },
+  {
+    env: 'MAYFLY_OIDC_KUBERNETES_TOKEN_FILE',
+    path: ['oidc', 'kubernetesTokenFile'],
+    kind: 'path',
+  },
   { env: 'MAYFLY_CA', path: ['ca', 'type'], kind: 'string' },
   { env: 'MAYFLY_CA_CERT', path: ['ca', 'cert'], kind: 'path' },
   { env: 'MAYFLY_CA_KEY', path: ['ca', 'key'], kind: 'path' },
   { env: 'MAYFLY_CA_KEY_PASSWORD_FILE', path: ['ca', 'keyPasswordFile'], kind: 'path' },
+  { env: 'MAYFLY_CA_NEXT_CERT', path: ['ca', 'nextCert'], kind: 'path' },
+  { env: 'MAYFLY_CA_PREVIOUS_CERT', path: ['ca', 'previousCert'], kind: 'path' },
+  { env: 'MAYFLY_CA_RELOAD_INTERVAL_MS', path: ['ca', 'reloadIntervalMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
+  { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
+  { env: 'MAYFLY_WORKERS', path: ['workers'], kind: 'int' },
   { env: 'MAYFLY_DEV_ISSUER', path: ['devIssuer', 'enabled'], kind: 'bool' },
   { env: 'MAYFLY_DEV_ISSUER_PORT', path: ['devIssuer', 'port'], kind: 'int' },
+  // Rate limiting (see config/ratelimits.yaml and the README's "Rate limits").
+  { env: 'MAYFLY_RATELIMITS', path: ['rateLimits', 'file'], kind: 'pathOrOff' },
+  { env: 'MAYFLY_RATELIMITS_RELOAD_MS', path: ['rateLimits', 'reloadIntervalMs'], kind: 'int' },
+  {
+    env: 'MAYFLY_RATELIMIT_FAILURE_POLICY',
+    path: ['rateLimits', 'failurePolicy'],
+    kind: 'string',
+  },
+  {
+    env: 'MAYFLY_RATELIMIT_INSURANCE_SHARE',
+    path: ['rateLimits', 'insuranceShare'],
+    kind: 'number',
+  },
+  {
+    env: 'MAYFLY_RATELIMIT_FAILURE_BACKOFF_MS',
+    path: ['rateLimits', 'failureBackoffMs'],
+    kind: 'int',
+  },
+  { env: 'MAYFLY_TRUSTED_PROXIES', path: ['trustedProxies'], kind: 'list' },
+  { env: 'MAYFLY_REDIS_URL', path: ['redis', 'url'], kind: 'string' },
+  { env: 'MAYFLY_REDIS_SENTINELS', path: ['redis', 'sentinels'], kind: 'list' },
+  { env: 'MAYFLY_REDIS_SENTINEL_NAME', path: ['redis', 'sentinelName'], kind: 'string' },
+  { env: 'MAYFLY_REDIS_CLUSTER_NODES', path: ['redis', 'clusterNodes'], kind: 'list' },
+  { env: 'MAYFLY_REDIS_USERNAME', path: ['redis', 'username'], kind: 'string' },
+  { env: 'MAYFLY_REDIS_PASSWORD_FILE', path: ['redis', 'passwordFile'], kind: 'path' },
+  {
+    env: 'MAYFLY_REDIS_SENTINEL_PASSWORD_FILE',
+    path: ['redis', 'sentinelPasswordFile'],
+    kind: 'path',
+  },
+  { env: 'MAYFLY_REDIS_TLS', path: ['redis', 'tls'], kind: 'bool' },
+  { env: 'MAYFLY_REDIS_TLS_CA_FILE', path: ['redis', 'tlsCaFile'], kind: 'path' },
+  { env: 'MAYFLY_REDIS_COMMAND_TIMEOUT_MS', path: ['redis', 'commandTimeoutMs'], kind: 'int' },
+  { env: 'MAYFLY_REDIS_CONNECT_TIMEOUT_MS', path: ['redis', 'connectTimeoutMs'], kind: 'int' },
+  { env: 'MAYFLY_REDIS_KEY_PREFIX', path: ['redis', 'keyPrefix'], kind: 'string' },
 ];
 
 /** Path settings that are relative in a file are relative to that file's folder. */
 const FILE_PATH_SETTINGS: readonly (readonly string[])[] = [
   ['identityConfig'],
+  ['auditLogFile'],
   ['ca', 'cert'],
   ['ca', 'key'],
   ['ca', 'keyPasswordFile'],
+  ['rateLimits', 'file'],
+  ['redis', 'passwordFile'],
+  ['redis', 'sentinelPasswordFile'],
+  ['redis', 'tlsCaFile'],
+  ['ca', 'nextCert'],
+  ['ca', 'previousCert'],
+  ['oidc', 'kubernetesCaFile'],
+  ['oidc', 'kubernetesTokenFile'],
 ];
 
 /** The folder holding the shipped config/ (the package root), wherever we run from. */
@@ -68,6 +126,10 @@ export function packageRoot(): string {
 
 export function defaultIdentityConfigPath(): string {
   return resolve(packageRoot(), 'config', 'identity.yaml');
+}
+
+export function defaultRateLimitsPath(): string {
+  return resolve(packageRoot(), 'config', 'ratelimits.yaml');
 }
 
 function setPath(target: Raw, path: readonly string[], value: unknown): void {
@@ -110,8 +172,18 @@ function fromEnv(binding: EnvBinding, text: string, problems: string[]): unknown
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0);
+    case 'number': {
+      const value = Number(text.trim());
+      if (text.trim() === '' || !Number.isFinite(value)) {
+        problems.push(`${binding.env}: expected a number, got ${JSON.stringify(text)}`);
+        return undefined;
+      }
+      return value;
+    }
     case 'path':
       return resolve(text);
+    case 'pathOrOff':
+      return text.trim() === RATE_LIMITS_OFF ? RATE_LIMITS_OFF : resolve(text);
     case 'string':
       return text;
   }
@@ -147,7 +219,8 @@ export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
     const base = dirname(resolve(configPath));
     for (const path of FILE_PATH_SETTINGS) {
       const value = getPath(raw, path);
-      if (typeof value === 'string' && !isAbsolute(value)) setPath(raw, path, resolve(base, value));
+      if (typeof value === 'string' && value !== RATE_LIMITS_OFF && !isAbsolute(value))
+        setPath(raw, path, resolve(base, value));
     }
   }
   for (const binding of ENV_BINDINGS) {
@@ -159,11 +232,15 @@ export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
   if (getPath(raw, ['identityConfig']) === undefined) {
     setPath(raw, ['identityConfig'], defaultIdentityConfigPath());
   }
+  if (getPath(raw, ['rateLimits', 'file']) === undefined) {
+    setPath(raw, ['rateLimits', 'file'], defaultRateLimitsPath());
+  }
   const parsed = serverConfigSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const name = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-      const binding = ENV_BINDINGS.find((b) => b.path.join('.') === issue.path.join('.'));
+      // A binding names its setting and everything inside it (a list item, for example).
+      const binding = ENV_BINDINGS.find((b) => b.path.every((key, i) => issue.path[i] === key));
       problems.push(`${name}${binding ? ` (${binding.env})` : ''}: ${issue.message}`);
     }
   }

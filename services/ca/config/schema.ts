@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { rateLimitsSchema, redisSchema, trustedProxySchema } from './ratelimit-schema';
 
 /** Key and hash pairs a client may use, named as Fulcio's --client-signing-algorithms. */
 export const SIGNING_ALGORITHMS = [
@@ -14,6 +15,9 @@ export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 
 const port = z.number().int().min(0).max(65535);
 
+const KUBERNETES_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
+const KUBERNETES_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
 export const serverConfigSchema = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
@@ -23,7 +27,11 @@ export const serverConfigSchema = z
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
+    /** The audit log's file (appended); unset: stdout, each line marked `log: "audit"`. */
+    auditLogFile: z.string().min(1).optional(),
     identityConfig: z.string().min(1),
+    /** How often the identity config file is re-read besides watching it; 0: only on SIGHUP. */
+    identityConfigReloadMs: z.number().int().min(0).max(86400000).default(10000),
     maxRequestBytes: z.number().int().min(1024).max(4194304).default(65536),
     certificateLifetimeSeconds: z.number().int().min(60).max(86400).default(600),
     clientSigningAlgorithms: z
@@ -35,19 +43,60 @@ export const serverConfigSchema = z
         discoveryTimeoutMs: z.number().int().min(100).max(60000).default(10000),
         jwksCooldownMs: z.number().int().min(0).max(3600000).default(30000),
         maxTokenBytes: z.number().int().min(512).max(1048576).default(32768),
+        /** The in-cluster issuer (https://kubernetes.default.svc): the cluster's CA. */
+        kubernetesCaFile: z.string().min(1).default(KUBERNETES_CA_FILE),
+        /** The pod's service-account token, sent to the in-cluster issuer's host only. */
+        kubernetesTokenFile: z.string().min(1).default(KUBERNETES_TOKEN_FILE),
       })
       .strict()
-      .default({ discoveryTimeoutMs: 10000, jwksCooldownMs: 30000, maxTokenBytes: 32768 }),
+      .default({
+        discoveryTimeoutMs: 10000,
+        jwksCooldownMs: 30000,
+        maxTokenBytes: 32768,
+        kubernetesCaFile: KUBERNETES_CA_FILE,
+        kubernetesTokenFile: KUBERNETES_TOKEN_FILE,
+      }),
     ca: z
       .object({
         type: z.enum(['ephemeral', 'file']).default('ephemeral'),
         cert: z.string().min(1).optional(),
         key: z.string().min(1).optional(),
         keyPasswordFile: z.string().min(1).optional(),
+        /** A chain published in the trust bundle before it signs (the next CA of a rotation). */
+        nextCert: z.string().min(1).optional(),
+        /** A retired chain still published in the trust bundle after a rotation. */
+        previousCert: z.string().min(1).optional(),
+        /**
+         * File CA: how often the files are re-read besides watching them (default 30000);
+         * 0 turns reloading off.
+         */
+        reloadIntervalMs: z.number().int().min(0).max(86400000).optional(),
       })
       .strict()
+      // Checked here rather than on the whole config: zod skips an object's refinements
+      // when any of its fields failed, and a missing CA key must be reported together with
+      // every other problem.
+      .superRefine((ca, ctx) => {
+        if (ca.type !== 'file') return;
+        if (!ca.cert)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['cert'],
+            message: 'required when ca.type is file',
+          });
+        if (!ca.key)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['key'],
+            message: 'required when ca.type is file',
+          });
+      })
       .default({ type: 'ephemeral' }),
     shutdownGraceMs: z.number().int().min(0).max(600000).default(25000),
+    /** After SIGTERM, how long to keep serving while reporting not-ready, before closing. */
+    shutdownDelayMs: z.number().int().min(0).max(600000).default(0),
+    /** Worker processes (node cluster); 1 = no cluster, 0 = one per available core. */
+    workers: z.number().int().min(0).max(256).default(1),
     devIssuer: z
       .object({
         enabled: z.boolean().default(false),
@@ -56,23 +105,11 @@ export const serverConfigSchema = z
       })
       .strict()
       .default({ enabled: false, host: '127.0.0.1', port: 5556 }),
+    rateLimits: rateLimitsSchema,
+    redis: redisSchema,
+    /** Proxies whose X-Forwarded-For names the client (for the per-client-ip limit). */
+    trustedProxies: z.array(trustedProxySchema).default([]),
   })
-  .strict()
-  .superRefine((cfg, ctx) => {
-    if (cfg.ca.type === 'file') {
-      if (!cfg.ca.cert)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['ca', 'cert'],
-          message: 'required when ca.type is file (MAYFLY_CA_CERT)',
-        });
-      if (!cfg.ca.key)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['ca', 'key'],
-          message: 'required when ca.type is file (MAYFLY_CA_KEY)',
-        });
-    }
-  });
+  .strict();
 
 export type ServerConfig = z.infer<typeof serverConfigSchema>;

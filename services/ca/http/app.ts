@@ -1,10 +1,13 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { keyAlgorithmName, type AuditLog, type AuditRequest } from '../audit/audit-log';
 import { CaError, isCaError } from '../common/errors';
 import type { Logger } from '../common/logger';
-import type { IssuerDescription } from '../identity/issuer-pool';
+import { TokenRefusedError, type IssuerDescription } from '../identity/issuer-pool';
 import type { Metrics } from '../metrics/metrics';
 import type { RegistrationAuthority, SigningResult } from '../ra/registration-authority';
 import { parseJsonBody, parseV1Request, parseV2Request } from './dto';
+import { healthRoutes, type Health } from './health';
 import {
   PEM_CHAIN_TYPE,
   pemChainBody,
@@ -25,13 +28,29 @@ export interface ApiDeps {
   readonly ra: RegistrationAuthority;
   readonly trustBundle: () => readonly (readonly Uint8Array[])[];
   readonly issuers: () => readonly IssuerDescription[];
-  readonly health: { ready(): boolean };
+  readonly health: Health;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly maxRequestBytes: number;
+  /** One line per signing request's outcome (issued, refused, failed). */
+  readonly audit?: AuditLog;
+  /** Bounded issuer names for metrics and the audit log (the identity's IssuerPool). */
+  readonly issuerLookup?: IssuerLookup;
+  /**
+   * Proxies whose X-Forwarded-For is believed (Express "trust proxy" values: addresses,
+   * CIDRs, `loopback`, `linklocal`, `uniquelocal`). Empty: the socket's peer is the client.
+   */
+  readonly trustedProxies?: readonly string[];
 }
 
-const ROUTES = {
+export interface IssuerLookup {
+  /** The configured issuer (URL or meta-issuer pattern) an `iss` belongs to. */
+  issuerLabel(iss: string): string | undefined;
+  /** A token's unverified `iss`, only when it names a configured issuer. */
+  claimedIssuer(token: string): string | undefined;
+}
+
+export const ROUTES = {
   v2SigningCert: '/api/v2/signingCert',
   v2TrustBundle: '/api/v2/trustBundle',
   v2Configuration: '/api/v2/configuration',
@@ -60,22 +79,27 @@ export function createApiApp(deps: ApiDeps): express.Express {
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
   app.set('query parser', 'simple');
+  // req.ip is then the socket's address, or the right-most X-Forwarded-For entry that was
+  // not added by a trusted proxy; never whatever a client chose to write in the header.
+  app.set('trust proxy', deps.trustedProxies?.length ? [...deps.trustedProxies] : false);
 
   app.use(requestContext(deps.logger));
+  // While draining, every answer closes its connection, so that keep-alive clients move to
+  // another replica instead of reusing a socket that is about to go away.
+  app.use((_req, res, next) => {
+    closeWhenDraining(deps, res);
+    next();
+  });
   app.use((req, res, next) => {
-    const end = deps.metrics.httpRequestDuration.startTimer({ method: req.method });
-    res.on('finish', () => {
+    observeRequest(deps, req, res, () => {
       const routePath = (req.route as { path?: string } | undefined)?.path;
-      end({
-        route: typeof routePath === 'string' ? routePath : 'unmatched',
-        code: String(res.statusCode),
-      });
+      return typeof routePath === 'string' ? routePath : 'unmatched';
     });
     next();
   });
   // Fulcio's HTTP server allows any origin for GET, POST and HEAD (rs/cors defaults).
   app.use((req, res, next) => {
-    if (req.get('origin')) res.setHeader('Access-Control-Allow-Origin', '*');
+    allowAnyOrigin(req, res);
     if (req.method === 'OPTIONS' && req.get('access-control-request-method')) {
       res.setHeader('Access-Control-Allow-Methods', 'GET, POST, HEAD');
       res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Accept, X-Requested-With');
@@ -87,44 +111,36 @@ export function createApiApp(deps: ApiDeps): express.Express {
 
   // The size cap applies before any parsing: the raw parser checks Content-Length up front
   // and stops reading a chunked body at the limit.
-  const rawBody = express.raw({ type: () => true, limit: deps.maxRequestBytes });
+  const rawBody = rawBodyParser(deps);
+  // The per-client-ip limit, before the body is read: refusing a flood costs no parsing.
+  const clientLimit = (req: Request, _res: Response, next: NextFunction): void => {
+    deps.ra.admitClient(req.ip).then(() => next(), next);
+  };
 
-  app.get('/healthz', (_req, res) => sendJson(res, 200, { status: 'SERVING' }));
-  app.get('/readyz', (_req, res) =>
-    deps.health.ready()
-      ? sendJson(res, 200, { status: 'SERVING' })
-      : sendJson(res, 503, { status: 'NOT_SERVING' }),
-  );
+  healthRoutes(app, deps.health);
 
   app.post(
     ROUTES.v2SigningCert,
+    clientLimit,
     rawBody,
-    route(async (req, res) => {
-      const request = parseV2Request(
-        parseJsonBody(req.body as Buffer | undefined),
-        req.get('authorization'),
-      );
-      const result = await signed(deps, res, request);
-      sendJson(res, 200, {
-        signedCertificateDetachedSct: {
-          chain: { certificates: chainPems(result) },
-          signedCertificateTimestamp: '',
-        },
-      });
-    }),
+    route((req, res) =>
+      answerSigning(deps, 'v2', req.body as Buffer | undefined, req.get('authorization'), {
+        exchange: expressExchange(deps, req, res),
+        res,
+      }),
+    ),
   );
 
   app.post(
     ROUTES.v1SigningCert,
+    clientLimit,
     rawBody,
-    route(async (req, res) => {
-      const request = parseV1Request(
-        parseJsonBody(req.body as Buffer | undefined),
-        req.get('authorization'),
-      );
-      const result = await signed(deps, res, request);
-      send(res, 201, PEM_CHAIN_TYPE, pemChainBody(chainPems(result)));
-    }),
+    route((req, res) =>
+      answerSigning(deps, 'v1', req.body as Buffer | undefined, req.get('authorization'), {
+        exchange: expressExchange(deps, req, res),
+        res,
+      }),
+    ),
   );
 
   app.get(
@@ -162,14 +178,126 @@ export function createApiApp(deps: ApiDeps): express.Express {
   return app;
 }
 
+/**
+ * The behaviour every API request shares, whichever router took it (the Express app, or the
+ * node:http fast path of the signing routes in fast-path.ts): kept here, once.
+ */
+
+/** While draining, every answer closes its connection, so keep-alive clients move on. */
+export function closeWhenDraining(deps: ApiDeps, res: ServerResponse): void {
+  if (!deps.health.ready()) res.setHeader('Connection', 'close');
+}
+
+/** The request duration histogram, labelled with the route once the answer is sent. */
+export function observeRequest(
+  deps: ApiDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  routeOf: () => string,
+): void {
+  const end = deps.metrics.httpRequestDuration.startTimer({ method: req.method });
+  res.on('finish', () => end({ route: routeOf(), code: String(res.statusCode) }));
+}
+
+/** Fulcio's HTTP server allows any origin (rs/cors defaults). */
+export function allowAnyOrigin(req: IncomingMessage, res: ServerResponse): void {
+  if (req.headers.origin) res.setHeader('Access-Control-Allow-Origin', '*');
+}
+
+/**
+ * The body of a signing request, raw: the size cap applies before any parsing (the
+ * Content-Length is checked up front and a chunked body stops at the limit).
+ */
+export function rawBodyParser(deps: ApiDeps) {
+  return express.raw({ type: () => true, limit: deps.maxRequestBytes });
+}
+
+/** One signing request as the shared handlers see it, whichever router took it. */
+export interface Exchange {
+  readonly method: string;
+  readonly path: string;
+  readonly log: Logger;
+  /** Who asked, for the audit log. */
+  readonly audit: () => AuditRequest;
+  /** The configured issuer the token names (unverified; audit only). */
+  claimedIssuer: string | undefined;
+}
+
+function expressExchange(deps: ApiDeps, req: Request, res: Response): Exchange {
+  return {
+    method: req.method,
+    path: req.path,
+    log: res.locals.log ?? deps.logger,
+    audit: () => auditRequest(req, res),
+    get claimedIssuer() {
+      return res.locals.claimedIssuer;
+    },
+    set claimedIssuer(issuer) {
+      res.locals.claimedIssuer = issuer;
+    },
+  };
+}
+
+/** Parses, signs and answers a signing request of either API version. */
+export async function answerSigning(
+  deps: ApiDeps,
+  version: 'v1' | 'v2',
+  body: Buffer | undefined,
+  authorization: string | undefined,
+  { exchange, res }: { exchange: Exchange; res: ServerResponse },
+): Promise<void> {
+  const parse = version === 'v2' ? parseV2Request : parseV1Request;
+  const result = await signed(deps, exchange, parse(parseJsonBody(body), authorization));
+  if (version === 'v1') {
+    send(res, 201, PEM_CHAIN_TYPE, pemChainBody(chainPems(result)));
+    return;
+  }
+  sendJson(res, 200, {
+    signedCertificateDetachedSct: {
+      chain: { certificates: chainPems(result) },
+      signedCertificateTimestamp: '',
+    },
+  });
+}
+
+/** Who asked, for the audit log: the request id, the route and the client's address. */
+function auditRequest(req: Request, res: Response): AuditRequest {
+  return {
+    requestId: res.locals.requestId,
+    route: req.path,
+    clientIp: req.socket.remoteAddress,
+    forwardedFor: req.ip,
+  };
+}
+
 async function signed(
   deps: ApiDeps,
-  res: Response,
+  exchange: Exchange,
   request: Parameters<RegistrationAuthority['createSigningCertificate']>[0],
 ) {
+  // Kept for the audit line of a refusal; the token itself is never kept.
+  exchange.claimedIssuer = deps.issuerLookup?.claimedIssuer(request.token);
   const result = await deps.ra.createSigningCertificate(request);
-  deps.metrics.certificatesIssued.inc({ issuer_type: result.principal.issuerType });
-  res.locals.log.info(
+  const { principal } = result;
+  deps.metrics.certificatesIssued.inc({
+    issuer: deps.issuerLookup?.issuerLabel(principal.issuer) ?? 'unknown',
+    issuer_type: principal.issuerType,
+  });
+  deps.audit?.issued(exchange.audit(), {
+    der: result.der,
+    publicKey: {
+      spki: result.publicKey.spki,
+      algorithm: keyAlgorithmName(result.publicKey.algorithm),
+    },
+    serial: result.serial,
+    identity: principal.certificateIdentity(),
+    issuer: principal.issuer,
+    issuerType: principal.issuerType,
+    subject: principal.subject,
+    notBefore: result.notBefore,
+    notAfter: result.notAfter,
+  });
+  exchange.log.info(
     {
       issuer: result.principal.issuer,
       issuerType: result.principal.issuerType,
@@ -187,6 +315,8 @@ function bundle(deps: ApiDeps): readonly (readonly Uint8Array[])[] {
     throw new CaError('trust_bundle', `trust bundle unavailable: ${(err as Error).message}`);
   }
 }
+
+const SIGNING_ROUTES: ReadonlySet<string> = new Set([ROUTES.v2SigningCert, ROUTES.v1SigningCert]);
 
 const REFUSAL_REASON: Partial<Record<CaError['code'], string>> = {
   invalid_token: 'token',
@@ -221,21 +351,41 @@ function toCaError(err: unknown): CaError {
 
 function errorHandler(deps: ApiDeps) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const error = toCaError(err);
-    const log = res.locals.log ?? deps.logger;
-    const status = error.mapping.httpStatus;
-    if (status >= 500)
-      log.error({ code: error.code, detail: error.detail, path: req.path }, 'request failed');
-    else if (status !== 404 && status !== 501)
-      log.warn({ code: error.code, detail: error.detail, path: req.path }, 'request refused');
-    if (req.path.endsWith('/signingCert')) {
-      const reason = REFUSAL_REASON[error.code];
-      if (reason) deps.metrics.refusals.inc({ reason });
-    }
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    sendError(res, error);
+    answerFailure(deps, err, { exchange: expressExchange(deps, req, res), res });
   };
+}
+
+/** Logs, counts, audits and answers a failed request (the one error path of the API). */
+export function answerFailure(
+  deps: ApiDeps,
+  err: unknown,
+  { exchange, res }: { exchange: Exchange; res: ServerResponse },
+): void {
+  const error = toCaError(err);
+  const { log, path } = exchange;
+  const status = error.mapping.httpStatus;
+  if (status >= 500) log.error({ code: error.code, detail: error.detail, path }, 'request failed');
+  else if (status !== 404 && status !== 501)
+    log.warn({ code: error.code, detail: error.detail, path }, 'request refused');
+  if (path.endsWith('/signingCert')) {
+    const reason = REFUSAL_REASON[error.code];
+    if (reason) deps.metrics.refusals.inc({ reason });
+    if (exchange.method === 'POST' && SIGNING_ROUTES.has(path)) {
+      const issuer = exchange.claimedIssuer;
+      if (status >= 500) deps.audit?.failed(exchange.audit(), { code: error.code, status, issuer });
+      else
+        deps.audit?.refused(exchange.audit(), {
+          reason: reason ?? error.code,
+          code: error.code,
+          status,
+          tokenFailure: error instanceof TokenRefusedError ? error.reason : undefined,
+          issuer,
+        });
+    }
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendError(res, error);
 }

@@ -1,4 +1,4 @@
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { certificatePem } from '../common/encoding';
 import type { CaError } from '../common/errors';
 
@@ -6,20 +6,30 @@ import type { CaError } from '../common/errors';
 
 export const PEM_CHAIN_TYPE = 'application/pem-certificate-chain';
 
-export function send(res: Response, status: number, contentType: string, body: string): void {
+// Plain node:http responses (an Express response is one too), for the fast path's sake.
+export function send(res: ServerResponse, status: number, contentType: string, body: string): void {
   const bytes = Buffer.from(body, 'utf8');
-  res.status(status);
+  res.statusCode = status;
   res.setHeader('Content-Type', contentType);
   res.setHeader('Content-Length', String(bytes.length));
   res.end(bytes);
 }
 
-export function sendJson(res: Response, status: number, value: unknown): void {
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, 'application/json', JSON.stringify(value));
 }
 
-export function sendError(res: Response, error: CaError): void {
+export function sendError(res: ServerResponse, error: CaError): void {
   const { httpStatus, grpcCode } = error.mapping;
+  if (error.retryAfterSeconds !== undefined)
+    res.setHeader('Retry-After', String(error.retryAfterSeconds));
+  const limit = error.rateLimit;
+  if (limit) {
+    // draft-ietf-httpapi-ratelimit-headers: a structured-field list item per policy.
+    const name = JSON.stringify(limit.policy);
+    res.setHeader('RateLimit-Policy', `${name};q=${limit.quota};w=${limit.windowSeconds}`);
+    res.setHeader('RateLimit', `${name};r=${limit.remaining};t=${limit.resetSeconds}`);
+  }
   sendJson(res, httpStatus, { code: grpcCode, message: error.clientMessage, details: [] });
 }
 

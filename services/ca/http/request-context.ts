@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from '../common/logger';
 
@@ -10,16 +11,27 @@ declare module 'express-serve-static-core' {
   interface Locals {
     requestId: string;
     log: Logger;
+    /** The configured issuer a signing request's token names (unverified; audit only). */
+    claimedIssuer?: string | undefined;
   }
+}
+
+/** The request id (echoed in X-Request-Id) and the logger that puts it on every line. */
+export function requestIdentity(
+  logger: Logger,
+  incoming: string | undefined,
+  res: ServerResponse,
+): { requestId: string; log: Logger } {
+  const requestId = incoming && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  res.setHeader('X-Request-Id', requestId);
+  return { requestId, log: logger.child({ requestId }) };
 }
 
 export function requestContext(logger: Logger) {
   return (req: Request, res: Response, next: NextFunction): void => {
-    const incoming = req.get('x-request-id');
-    const requestId = incoming && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const { requestId, log } = requestIdentity(logger, req.get('x-request-id'), res);
     res.locals.requestId = requestId;
-    res.locals.log = logger.child({ requestId });
-    res.setHeader('X-Request-Id', requestId);
+    res.locals.log = log;
     next();
   };
 }

@@ -1,3 +1,4 @@
+import type { LookupFunction } from 'node:net';
 import type { Clock } from '../common/clock';
 import { CaError } from '../common/errors';
 import type { Logger } from '../common/logger';
@@ -13,6 +14,7 @@ import {
   type FetchLike,
   type FetchResult,
 } from './oidc-verifier';
+import { isInClusterIssuer, issuerTransport } from './issuer-transport';
 import type { Principal } from './principal';
 import { readUnverifiedIssuer } from './token';
 import { ISSUER_TYPE_HANDLERS } from './types/registry';
@@ -26,6 +28,13 @@ export interface IdentityOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly fetch?: FetchLike;
+  /**
+   * The in-cluster Kubernetes issuer (https://kubernetes.default.svc): its CA file, and the
+   * pod's service-account token file whose token goes to that issuer's host only.
+   */
+  readonly kubernetes?: { readonly caFile: string; readonly tokenFile: string };
+  /** Name resolution for issuers fetched with their own client (CACert, in-cluster). */
+  readonly lookup?: LookupFunction;
   /**
    * Called with the reason of every refused token and the configured issuer it named (its
    * URL, the meta-issuer pattern, or `unknown`): a bounded label, never a token's raw `iss`.
@@ -85,6 +94,11 @@ export function metaIssuerPattern(wildcardUrl: string): RegExp {
 
 const META_VERIFIER_CACHE_SIZE = 100;
 
+/** Everything a static issuer's verifier depends on. */
+function verifierKey(url: string, issuer: OidcIssuerConfig, isStatic: boolean): string {
+  return JSON.stringify([url, issuer.clientId, issuer.caCert, issuer.type, isStatic]);
+}
+
 interface Route {
   readonly config: OidcIssuerConfig;
   readonly handler: IssuerTypeHandler;
@@ -97,14 +111,18 @@ interface Route {
  */
 export class IssuerPool {
   private readonly staticVerifiers = new Map<string, OidcVerifier>();
+  /** What each static verifier was built from, to carry it over to a reloaded pool. */
+  private readonly staticKeys = new Map<string, string>();
   private readonly metaVerifiers = new Map<string, OidcVerifier>();
   private readonly metaPatterns: { pattern: RegExp; url: string; config: OidcIssuerConfig }[] = [];
   /** Every configured meta-issuer, supported type or not, to label what a token names. */
   private readonly labelPatterns: { pattern: RegExp; url: string }[] = [];
 
   constructor(
-    private readonly config: IdentityConfig,
+    readonly config: IdentityConfig,
     private readonly options: IdentityOptions,
+    /** The pool this one replaces: verifiers of unchanged issuers are carried over. */
+    previous?: IssuerPool,
   ) {
     for (const [url, issuer] of config.oidcIssuers) {
       if (!ISSUER_TYPE_HANDLERS.has(issuer.type)) {
@@ -114,7 +132,15 @@ export class IssuerPool {
         );
         continue;
       }
-      this.staticVerifiers.set(url, this.newVerifier(url, issuer, url));
+      const key = verifierKey(url, issuer, true);
+      const kept = previous?.staticVerifiers.get(url);
+      this.staticVerifiers.set(
+        url,
+        kept && previous?.staticKeys.get(url) === key
+          ? kept
+          : this.newVerifier(url, issuer, url, true),
+      );
+      this.staticKeys.set(url, key);
     }
     for (const [url, issuer] of config.metaIssuers) {
       this.labelPatterns.push({ pattern: metaIssuerPattern(url), url });
@@ -129,8 +155,14 @@ export class IssuerPool {
     }
   }
 
-  private newVerifier(url: string, issuer: OidcIssuerConfig, label: string): OidcVerifier {
+  private newVerifier(
+    url: string,
+    issuer: OidcIssuerConfig,
+    label: string,
+    isStatic: boolean,
+  ): OidcVerifier {
     const { onFetch } = this.options;
+    const fetch = this.fetchFor(url, issuer, isStatic);
     return new OidcVerifier(url, issuer.clientId, {
       ...(onFetch
         ? { onFetch: (document, result, seconds) => onFetch(label, document, result, seconds) }
@@ -142,8 +174,39 @@ export class IssuerPool {
         : { discoveryRetryMs: this.options.discoveryRetryMs }),
       clock: this.options.clock,
       logger: this.options.logger,
-      ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+      ...(fetch ? { fetch } : {}),
     });
+  }
+
+  /**
+   * The HTTP client for an issuer: its own when it has a CACert or is the in-cluster
+   * Kubernetes issuer (configured statically: a meta issuer never gets the pod's token),
+   * else the shared one.
+   */
+  private fetchFor(
+    url: string,
+    issuer: OidcIssuerConfig,
+    isStatic: boolean,
+  ): FetchLike | undefined {
+    const { kubernetes, lookup, logger } = this.options;
+    const onWarning = (message: string) => logger.warn({ issuer: url }, message);
+    if (isStatic && kubernetes && issuer.type === 'kubernetes' && isInClusterIssuer(url)) {
+      return issuerTransport({
+        caFile: kubernetes.caFile,
+        ...(issuer.caCert ? { extraCa: [issuer.caCert] } : {}),
+        bearer: { tokenFile: kubernetes.tokenFile, host: new URL(url).host },
+        ...(lookup ? { lookup } : {}),
+        onWarning,
+      });
+    }
+    if (issuer.caCert) {
+      return issuerTransport({
+        extraCa: [issuer.caCert],
+        ...(lookup ? { lookup } : {}),
+        onWarning,
+      });
+    }
+    return this.options.fetch;
   }
 
   /** Discovery for every static issuer; failures are logged and retried on first use. */
@@ -180,7 +243,7 @@ export class IssuerPool {
         // Refresh its place in the LRU order.
         this.metaVerifiers.delete(iss);
       } else {
-        verifier = this.newVerifier(iss, config, meta.url);
+        verifier = this.newVerifier(iss, config, meta.url, false);
         if (this.metaVerifiers.size >= META_VERIFIER_CACHE_SIZE) {
           const oldest = this.metaVerifiers.keys().next().value;
           if (oldest !== undefined) this.metaVerifiers.delete(oldest);
@@ -231,7 +294,7 @@ export class IssuerPool {
       throw this.refuse('signature', (err as Error).message, label);
     }
     try {
-      return found.route.handler.principal(claims, found.route.config);
+      return found.route.handler.principal(claims, found.route.config, this.config);
     } catch (err) {
       if (err instanceof ClaimError) throw this.refuse('claims', err.message, label);
       throw err;

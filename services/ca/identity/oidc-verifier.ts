@@ -169,9 +169,31 @@ export class OidcVerifier {
       cooldownDuration: this.options.jwksCooldownMs,
       // go-oidc keeps keys until a token names an unknown kid; so do we.
       cacheMaxAge: Number.POSITIVE_INFINITY,
-      [customFetch]: this.observedFetch('jwks'),
+      [customFetch]: this.jwksFetch(),
     });
     return { jwks, algorithms };
+  }
+
+  /**
+   * The JWKS fetch jose makes, following redirects on the same host only (as Fulcio's
+   * client does); a redirect elsewhere fails the fetch.
+   */
+  private jwksFetch(): FetchLike {
+    const fetchJwks = this.observedFetch('jwks');
+    return async (input, init) => {
+      let url = this.checkedUrl(input instanceof Request ? input.url : String(input));
+      for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+        const response = await fetchJwks(url.href, { ...init, redirect: 'manual' });
+        if (response.status < 300 || response.status >= 400) return response;
+        const location = response.headers.get('location');
+        await response.body?.cancel();
+        if (!location) throw new Error(`redirect without location from ${url.origin}`);
+        const next = this.checkedUrl(new URL(location, url).href);
+        if (next.host !== url.host) throw new Error(`cross-host redirect to ${next.host} refused`);
+        url = next;
+      }
+      throw new Error('too many redirects');
+    };
   }
 
   /** https, unless the issuer itself was configured as plain http (local development). */

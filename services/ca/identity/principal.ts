@@ -1,9 +1,8 @@
 /** What a verified token proves, as plain data the CA can put into a certificate. */
 
-import {
-  FULCIO_OID,
-  type CertificateExtensionValue,
-  type CertificateIdentity,
+import type {
+  CertificateExtensionValue,
+  CertificateIdentity,
 } from '../common/certificate-identity';
 
 export type { CertificateExtensionValue, CertificateIdentity };
@@ -14,19 +13,25 @@ export interface Principal {
   readonly issuer: string;
   readonly subject: string;
   readonly issuerType: string;
+  /**
+   * The certificate's SAN and extensions (Fulcio's `Embed`). It runs after the proof of
+   * possession, and its failures are 400s with Fulcio's message (CaError
+   * `identity_validation`).
+   */
   certificateIdentity(): CertificateIdentity;
 }
 
-/**
- * The extensions every identity carries, in Fulcio's render order: 1.1 (raw) and 1.8
- * (UTF8String) hold the issuer, 1.24 the token's `sub`. Empty values are omitted, as
- * Fulcio does; the issuer is mandatory and checked by the caller.
- */
-export function baseExtensions(issuer: string, subject: string): CertificateExtensionValue[] {
-  const out: CertificateExtensionValue[] = [
-    { oid: FULCIO_OID.issuerV1, value: issuer, encoding: 'raw' },
-    { oid: FULCIO_OID.issuerV2, value: issuer, encoding: 'utf8' },
-  ];
-  if (subject) out.push({ oid: FULCIO_OID.tokenSubject, value: subject, encoding: 'utf8' });
-  return out;
+/** A principal whose certificate identity is computed when it is asked for. */
+export class LazyPrincipal implements Principal {
+  constructor(
+    readonly issuerType: string,
+    readonly name: string,
+    readonly issuer: string,
+    readonly subject: string,
+    private readonly embed: () => CertificateIdentity,
+  ) {}
+
+  certificateIdentity(): CertificateIdentity {
+    return this.embed();
+  }
 }

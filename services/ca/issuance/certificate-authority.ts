@@ -1,17 +1,12 @@
-import { X509Certificate, createPublicKey } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { CertificateIdentity } from '../common/certificate-identity';
 import { CaError } from '../common/errors';
-import type { CaSigner } from '../signer/signer';
-import {
-  assembleCertificate,
-  keyIdentifier,
-  signatureAlgorithmFor,
-  subjectKeyIdOf,
-  subjectNameDer,
-} from './der';
-import { buildLeafTbs } from './leaf';
-import { lintCertificate } from './lint';
+import { fixedSource, isSignerSource, type CaSigner, type SignerSource } from '../signer/signer';
+import { keyIdentifier, signatureAlgorithmFor, subjectKeyIdOf, subjectNameDer } from './der';
+import { LeafTemplate } from './leaf-template';
+import { lintCertificate, type LintIssuer } from './lint';
 import { serialHex } from './serial';
+import { readSpki } from './spki';
 
 /** Plain data the registration authority hands to the CA. */
 export interface IssuanceRequest {
@@ -34,59 +29,127 @@ export interface IssuedCertificate {
 
 const MAX_SERIAL_OCTETS = 20;
 
+/** Told how long each signature by the CA key took (for the signer latency metric). */
+export interface SigningObserver {
+  signed(result: 'ok' | 'error', seconds: number): void;
+}
+
+/** What the CA derives once from an issuing certificate. */
+interface IssuingCa {
+  readonly signer: CaSigner;
+  readonly issuing: X509Certificate;
+  readonly issuerName: Uint8Array;
+  readonly authorityKeyId: Uint8Array;
+  readonly notAfter: Date;
+  /** The leaf's fixed parts, encoded once (serial, validity, key and identity spliced in). */
+  readonly template: LeafTemplate;
+  /** What the final check compares a signed leaf with. */
+  readonly lintIssuer: LintIssuer;
+}
+
+function describeIssuing(signer: CaSigner): IssuingCa {
+  const first = signer.chain[0];
+  if (!first) throw new Error('CA chain is empty');
+  const issuing = new X509Certificate(first);
+  const issuerName = subjectNameDer(first);
+  // The AKI names the issuing certificate's own SKI; verifiers (OpenSSL, Go) refuse a
+  // leaf whose AKI differs from it. Only a CA certificate without an SKI gets a computed one.
+  const authorityKeyId =
+    subjectKeyIdOf(first) ??
+    keyIdentifier(new Uint8Array(issuing.publicKey.export({ format: 'der', type: 'spki' })));
+  const signatureAlgorithm = new Uint8Array(
+    signatureAlgorithmFor(signer.publicKey, signer.hash).toSchema().toBER(false),
+  );
+  const notAfter = new Date(Date.parse(issuing.validTo));
+  return {
+    signer,
+    issuing,
+    issuerName,
+    authorityKeyId,
+    notAfter,
+    template: new LeafTemplate({ issuerName, authorityKeyId, signatureAlgorithm }),
+    lintIssuer: {
+      name: issuerName,
+      keyId: authorityKeyId,
+      // The issuing certificate's key, not the signer's: a signer whose key does not match
+      // its certificate must not get a leaf out.
+      publicKey: issuing.publicKey,
+      hash: signer.hash,
+      signatureAlgorithm,
+      notAfter,
+    },
+  };
+}
+
+function sameChain(a: readonly Uint8Array[], b: readonly Uint8Array[]): boolean {
+  return a.length === b.length && a.every((der, i) => Buffer.from(der).equals(b[i]!));
+}
+
 /**
  * The CA proper. It trusts nothing about the request it gets: it re-checks the key,
  * the SAN and the validity, builds the certificate, signs it and parses it back.
+ *
+ * It signs with whatever its source holds when a request starts (the file CA may be
+ * reloaded meanwhile); one request never mixes two CAs.
  */
 export class CertificateAuthority {
-  private readonly issuing: X509Certificate;
-  private readonly issuerName: Uint8Array;
-  private readonly authorityKeyId: Uint8Array;
+  private readonly source: SignerSource;
+  private readonly described = new WeakMap<CaSigner, IssuingCa>();
 
-  constructor(private readonly signer: CaSigner) {
-    const first = signer.chain[0];
-    if (!first) throw new Error('CA chain is empty');
-    this.issuing = new X509Certificate(first);
-    this.issuerName = subjectNameDer(first);
-    // The AKI names the issuing certificate's own SKI; verifiers (OpenSSL, Go) refuse a
-    // leaf whose AKI differs from it. Only a CA certificate without an SKI gets a computed one.
-    this.authorityKeyId =
-      subjectKeyIdOf(first) ??
-      keyIdentifier(new Uint8Array(this.issuing.publicKey.export({ format: 'der', type: 'spki' })));
+  constructor(
+    signer: CaSigner | SignerSource,
+    private readonly observer?: SigningObserver,
+  ) {
+    this.source = isSignerSource(signer) ? signer : fixedSource(signer);
+    this.issuingCa(); // a CA without a chain fails here, at start
+  }
+
+  private issuingCa(): IssuingCa {
+    const { signer } = this.source.current();
+    let ca = this.described.get(signer);
+    if (!ca) {
+      ca = describeIssuing(signer);
+      this.described.set(signer, ca);
+    }
+    return ca;
   }
 
   /** The latest notAfter a leaf may have. */
   get notAfterLimit(): Date {
-    return new Date(Date.parse(this.issuing.validTo));
+    return this.issuingCa().notAfter;
   }
 
+  /** The signing chain first, then any other published chain (next, previous CA). */
   trustBundle(): readonly (readonly Uint8Array[])[] {
-    return [this.signer.chain];
+    const { signer, publishedChains } = this.source.current();
+    const chains: (readonly Uint8Array[])[] = [signer.chain];
+    for (const chain of publishedChains)
+      if (!chains.some((c) => sameChain(c, chain))) chains.push(chain);
+    return chains;
   }
 
   async issue(request: IssuanceRequest): Promise<IssuedCertificate> {
-    this.recheck(request);
-    const algorithm = signatureAlgorithmFor(this.signer.publicKey, this.signer.hash);
+    // One snapshot for the whole request: chain, key and names stay together.
+    const ca = this.issuingCa();
+    const { signer } = ca;
+    this.recheck(request, ca.notAfter);
     let der: Uint8Array;
     try {
-      const tbs = buildLeafTbs({
+      const tbs = ca.template.tbs({
         serial: request.serial,
         notBefore: request.notBefore,
         notAfter: request.notAfter,
         spki: request.publicKey,
         identity: request.identity,
-        issuerName: this.issuerName,
-        authorityKeyId: this.authorityKeyId,
-        signatureAlgorithm: algorithm,
       });
-      der = assembleCertificate(tbs, algorithm, await this.signer.sign(tbs));
+      der = ca.template.certificate(tbs, await this.timedSign(signer, tbs));
     } catch (err) {
       throw new CaError('ca_backend', `signing failed: ${(err as Error).message}`, { cause: err });
     }
     const problems = lintCertificate(der, {
       ...request,
       spki: request.publicKey,
-      issuer: this.issuing,
+      issuer: ca.lintIssuer,
     });
     if (problems.length > 0) {
       throw new CaError(
@@ -96,29 +159,41 @@ export class CertificateAuthority {
     }
     return {
       der,
-      chain: this.signer.chain,
+      chain: signer.chain,
       serial: serialHex(request.serial),
       notBefore: request.notBefore,
       notAfter: request.notAfter,
     };
   }
 
-  private recheck(request: IssuanceRequest): void {
+  private async timedSign(signer: CaSigner, tbs: Uint8Array): Promise<Uint8Array> {
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const signature = await signer.sign(tbs);
+      this.observer?.signed('ok', seconds());
+      return signature;
+    } catch (err) {
+      this.observer?.signed('error', seconds());
+      throw err;
+    }
+  }
+
+  private recheck(request: IssuanceRequest, notAfterLimit: Date): void {
     const fail = (why: string): never => {
       throw new CaError('ca_backend', `issuance request refused: ${why}`);
     };
+    // The key's structure and policy, read with the CA's own DER reader (pop/ parsed it
+    // with OpenSSL, checked the point and verified the proof of possession with it).
+    let spki;
     try {
-      const key = createPublicKey({
-        key: Buffer.from(request.publicKey),
-        format: 'der',
-        type: 'spki',
-      });
-      if (!['ec', 'rsa', 'ed25519'].includes(key.asymmetricKeyType ?? ''))
-        fail('unsupported key type');
+      spki = readSpki(request.publicKey);
     } catch (err) {
-      if (err instanceof CaError) throw err;
-      fail('public key does not parse');
+      fail(`public key does not parse: ${(err as Error).message}`);
     }
+    const key = spki!.key;
+    if (key.kind === 'rsa' && (![2048, 3072, 4096].includes(key.bits) || key.exponent !== 65537))
+      fail('RSA key outside the key policy');
     if (
       request.serial.length === 0 ||
       request.serial.length > MAX_SERIAL_OCTETS ||
@@ -130,7 +205,7 @@ export class CertificateAuthority {
     if (request.notBefore.getTime() % 1000 !== 0 || request.notAfter.getTime() % 1000 !== 0)
       fail('validity not whole seconds');
     if (request.notAfter <= request.notBefore) fail('empty validity');
-    if (request.notAfter > this.notAfterLimit) fail('validity outlives the issuing certificate');
+    if (request.notAfter > notAfterLimit) fail('validity outlives the issuing certificate');
     const san = request.identity.san.value;
     if (!san || [...san].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f))
       fail('empty or unprintable SAN');

@@ -7,10 +7,39 @@ import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 
 export interface Metrics {
   readonly registry: Registry;
   readonly httpRequestDuration: Histogram<'route' | 'method' | 'code'>;
-  readonly certificatesIssued: Counter<'issuer_type'>;
+  readonly certificatesIssued: Counter<'issuer' | 'issuer_type'>;
   readonly refusals: Counter<'reason'>;
-  readonly tokenFailures: Counter<'reason'>;
+  readonly tokenFailures: Counter<'reason' | 'issuer'>;
+  /** OIDC discovery and JWKS fetches per configured issuer, by result. */
+  readonly oidcFetchDuration: Histogram<'issuer' | 'document' | 'result'>;
   readonly signerDuration: Histogram<'result'>;
+  /** Seconds left before each published CA chain's first expiry (read at scrape time). */
+  readonly caCertificateExpiry: Gauge<'chain' | 'role' | 'subject'>;
+  /** Where caCertificateExpiry reads the CA chains from (the composition root sets it). */
+  trackCaChains(source: () => readonly CaChainValidity[], now?: () => number): void;
+  /** File CA reload attempts: reloaded or refused. */
+  readonly caReloads: Counter<'result'>;
+  /** The signing CA certificate's notAfter, Unix seconds (alert well before it). */
+  readonly caNotAfter: Gauge;
+  /** Chains in the trust bundle (2 while a rotation is staged). */
+  readonly caPublishedChains: Gauge;
+  readonly rateLimitDecisions: Counter<'limit' | 'result'>;
+  readonly rateLimitStoreDuration: Histogram<'store' | 'result'>;
+  readonly rateLimitStoreErrors: Counter<'store' | 'reason'>;
+  readonly rateLimitInsurance: Counter<'reason'>;
+  readonly rateLimitReloads: Counter<'result'>;
+}
+
+/** One chain of the trust bundle, as the CA expiry gauge reports it. */
+export interface CaChainValidity {
+  /** `signing` for the chain that signs now, `published` for a next or previous CA. */
+  readonly role: 'signing' | 'published';
+  /** Its position in the trust bundle (0 is the signing chain). */
+  readonly index: number;
+  /** The chain's first (issuing) certificate's subject, for people reading the gauge. */
+  readonly subject: string;
+  /** The earliest notAfter of the chain's certificates. */
+  readonly notAfter: Date;
 }
 
 // Around a 750 ms latency objective (Sigstore's prober alert), with detail below it.
@@ -26,10 +55,54 @@ export function createMetrics(
     help: 'Build information; always 1.',
     labelNames: ['version', 'node_version'],
     registers: [registry],
+    // One series per process; cluster workers all report the same build.
+    aggregator: 'first',
   });
   buildInfo.set({ version: build.version, node_version: process.version }, 1);
+  let caChains: () => readonly CaChainValidity[] = () => [];
+  let caNow: () => number = Date.now;
+  const caCertificateExpiry = new Gauge({
+    name: 'mayfly_ca_certificate_expiry_seconds',
+    help: 'Seconds until the earliest notAfter in each CA chain of the trust bundle (negative once expired), by chain position, role (signing, published) and issuing subject.',
+    labelNames: ['chain', 'role', 'subject'],
+    registers: [registry],
+    aggregator: 'min',
+    collect() {
+      this.reset();
+      for (const chain of caChains()) {
+        this.set(
+          { chain: String(chain.index), role: chain.role, subject: chain.subject },
+          Math.floor((chain.notAfter.getTime() - caNow()) / 1000),
+        );
+      }
+    },
+  });
   return {
     registry,
+    caCertificateExpiry,
+    trackCaChains(source, now = Date.now) {
+      caChains = source;
+      caNow = now;
+    },
+    caReloads: new Counter({
+      name: 'mayfly_ca_reloads_total',
+      help: 'File CA reloads after its files changed, by result (reloaded, refused).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    caNotAfter: new Gauge({
+      name: 'mayfly_ca_not_after_seconds',
+      help: 'notAfter of the issuing CA certificate in use, as Unix time.',
+      registers: [registry],
+      // Across cluster workers: the soonest expiry is the one to alert on.
+      aggregator: 'min',
+    }),
+    caPublishedChains: new Gauge({
+      name: 'mayfly_ca_trust_bundle_chains',
+      help: 'Chains published in the trust bundle (the signing one, plus next/previous).',
+      registers: [registry],
+      aggregator: 'max',
+    }),
     httpRequestDuration: new Histogram({
       name: 'mayfly_http_request_duration_seconds',
       help: 'HTTP request latency by route, method and status code.',
@@ -39,8 +112,8 @@ export function createMetrics(
     }),
     certificatesIssued: new Counter({
       name: 'mayfly_certificates_issued_total',
-      help: 'Certificates issued, by issuer type.',
-      labelNames: ['issuer_type'],
+      help: 'Certificates issued, by configured issuer (its URL, or the meta-issuer pattern) and issuer type.',
+      labelNames: ['issuer', 'issuer_type'],
       registers: [registry],
     }),
     refusals: new Counter({
@@ -51,16 +124,67 @@ export function createMetrics(
     }),
     tokenFailures: new Counter({
       name: 'mayfly_token_verification_failures_total',
-      help: 'Identity tokens refused, by reason.',
-      labelNames: ['reason'],
+      help: 'Identity tokens refused, by reason and configured issuer (unknown when the token names none).',
+      labelNames: ['reason', 'issuer'],
+      registers: [registry],
+    }),
+    oidcFetchDuration: new Histogram({
+      name: 'mayfly_oidc_fetch_duration_seconds',
+      help: 'OIDC discovery and JWKS fetches, by configured issuer, document (discovery, jwks) and result (ok, error, timeout).',
+      labelNames: ['issuer', 'document', 'result'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
     signerDuration: new Histogram({
       name: 'mayfly_signer_duration_seconds',
-      help: 'Time spent building and signing one certificate.',
+      help: 'Time the CA key took to sign one certificate, by result (ok, error).',
       labelNames: ['result'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
+    rateLimitDecisions: new Counter({
+      name: 'mayfly_ratelimit_decisions_total',
+      help: 'Rate-limit bucket decisions, by limit and result (allowed or denied).',
+      labelNames: ['limit', 'result'],
+      registers: [registry],
+    }),
+    rateLimitStoreDuration: new Histogram({
+      name: 'mayfly_ratelimit_store_duration_seconds',
+      help: 'Time of one rate-limit store call (one request’s buckets), by store and result (ok, error, timeout).',
+      labelNames: ['store', 'result'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5],
+      registers: [registry],
+    }),
+    rateLimitStoreErrors: new Counter({
+      name: 'mayfly_ratelimit_store_errors_total',
+      help: 'Rate-limit store calls that failed, by store and reason (error, timeout).',
+      labelNames: ['store', 'reason'],
+      registers: [registry],
+    }),
+    rateLimitInsurance: new Counter({
+      name: 'mayfly_ratelimit_insurance_total',
+      help: 'Requests the per-replica insurance limiter answered because the store could not, by reason (error, timeout, backoff).',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    rateLimitReloads: new Counter({
+      name: 'mayfly_ratelimit_config_reloads_total',
+      help: 'Reloads of the rate-limits file that changed it, by result (success, failure).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+  };
+}
+
+/** The limiter's view of the metrics (ratelimit/ does not know prom-client). */
+export function rateLimitMetrics(metrics: Metrics) {
+  return {
+    decision: (limit: string, result: 'allowed' | 'denied') =>
+      metrics.rateLimitDecisions.inc({ limit, result }),
+    storeCall: (store: string, result: 'ok' | 'error' | 'timeout', seconds: number) => {
+      metrics.rateLimitStoreDuration.observe({ store, result }, seconds);
+      if (result !== 'ok') metrics.rateLimitStoreErrors.inc({ store, reason: result });
+    },
+    insurance: (reason: string) => metrics.rateLimitInsurance.inc({ reason }),
   };
 }

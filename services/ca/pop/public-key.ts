@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { CaError } from '../common/errors';
@@ -28,6 +28,63 @@ const CURVES: Readonly<Record<string, 'P-256' | 'P-384' | 'P-521'>> = {
   secp384r1: 'P-384',
   secp521r1: 'P-521',
 };
+
+/**
+ * The canonical DER SPKI headers of the keys clients send most (named-curve EC keys with an
+ * uncompressed point, Ed25519). OpenSSL's DER decoder costs more than the proof-of-possession
+ * check itself; importing the same key as a JWK is a third cheaper and validates it as
+ * strictly (OpenSSL refuses a JWK point that is off the curve or out of range). A key in
+ * exactly one of these forms is imported that way; anything else takes the DER decoder.
+ */
+const CANONICAL_SPKI: readonly {
+  readonly prefix: Buffer;
+  readonly size: number;
+  readonly jwk: (key: Buffer) => JsonWebKey;
+}[] = [
+  ...(
+    [
+      ['3059301306072a8648ce3d020106082a8648ce3d030107034200', 'P-256', 32],
+      ['3076301006072a8648ce3d020106052b81040022036200', 'P-384', 48],
+      ['30819b301006072a8648ce3d020106052b8104002303818600', 'P-521', 66],
+    ] as const
+  ).map(([hex, crv, size]) => {
+    const prefix = Buffer.from(hex, 'hex');
+    return {
+      prefix,
+      size: prefix.length + 1 + 2 * size,
+      jwk: (key: Buffer): JsonWebKey => {
+        if (key[prefix.length] !== 0x04) throw new Error('not an uncompressed point');
+        const x = key.subarray(prefix.length + 1, prefix.length + 1 + size);
+        const y = key.subarray(prefix.length + 1 + size);
+        return { kty: 'EC', crv, x: x.toString('base64url'), y: y.toString('base64url') };
+      },
+    };
+  }),
+  {
+    prefix: Buffer.from('302a300506032b6570032100', 'hex'),
+    size: 44,
+    jwk: (key: Buffer): JsonWebKey => ({
+      kty: 'OKP',
+      crv: 'Ed25519',
+      x: key.subarray(12).toString('base64url'),
+    }),
+  },
+];
+
+/** The key through the JWK importer when its DER is in a canonical form, else undefined. */
+function importCanonical(der: Buffer): KeyObject | undefined {
+  for (const form of CANONICAL_SPKI) {
+    if (der.length !== form.size || !der.subarray(0, form.prefix.length).equals(form.prefix))
+      continue;
+    try {
+      return createPublicKey({ key: form.jwk(der), format: 'jwk' });
+    } catch {
+      // Refused (off the curve, compressed): the DER path gives the precise answer.
+      return undefined;
+    }
+  }
+  return undefined;
+}
 
 function importKey(der: Buffer, type: 'spki' | 'pkcs1'): KeyObject | undefined {
   try {
@@ -69,6 +126,11 @@ export function parsePublicKey(content: Uint8Array | string): SubjectPublicKey {
   } else {
     der = bytes;
   }
+  if (type === 'spki') {
+    const fast = importCanonical(der);
+    // A canonical SPKI is exactly what OpenSSL would export for the key: no re-encoding.
+    if (fast) return { key: fast, algorithm: assertAcceptable(fast), spki: new Uint8Array(der) };
+  }
   const key = importKey(der, type);
   if (!key) {
     if (type === 'spki' && isStructurallyEcSpki(der)) {
@@ -76,18 +138,18 @@ export function parsePublicKey(content: Uint8Array | string): SubjectPublicKey {
     }
     throw new CaError('invalid_public_key', `key could not be parsed as ${type}`);
   }
-  if (key.asymmetricKeyType === 'ec' && !hasUncompressedPoint(key)) {
+  const spki = new Uint8Array(key.export({ format: 'der', type: 'spki' }));
+  if (key.asymmetricKeyType === 'ec' && !hasUncompressedPoint(spki)) {
     // OpenSSL takes compressed (and hybrid) points and exports them as it got them; Go's
     // x509 parser (Fulcio, cosign, sigstore-go) refuses them, so a leaf carrying one would
     // be unreadable by every verifier.
     throw new CaError('invalid_public_key', 'EC point is not in uncompressed form');
   }
-  return fromKeyObject(key);
+  return { key, algorithm: assertAcceptable(key), spki };
 }
 
-/** True when the key's SPKI carries an uncompressed SEC1 point (0x04 || X || Y). */
-function hasUncompressedPoint(key: KeyObject): boolean {
-  const spki = key.export({ format: 'der', type: 'spki' });
+/** True when the SPKI carries an uncompressed SEC1 point (0x04 || X || Y). */
+function hasUncompressedPoint(spki: Uint8Array): boolean {
   const info = new pkijs.PublicKeyInfo({ schema: asn1js.fromBER(toArrayBuffer(spki)).result });
   return info.subjectPublicKey.valueBlock.valueHexView[0] === 0x04;
 }

@@ -7,12 +7,17 @@ import { randomSerial } from '../issuance/serial';
 import type { AlgorithmPolicy } from '../pop/algorithms';
 import { verifyCsr } from '../pop/csr';
 import { verifyProof } from '../pop/proof';
-import { parsePublicKey } from '../pop/public-key';
+import { parsePublicKey, type SubjectPublicKey } from '../pop/public-key';
+import type { LimitTable, Transaction } from '../ratelimit/limits';
+import { RateLimitUnavailableError, retryAfterSeconds, type Decision } from '../ratelimit/limiter';
+import { LIMIT, clientId, identityId } from './rate-limits';
 
 /**
  * The request flow of POST signingCert, independent of HTTP: verify the identity, then the
- * key and its proof, then let the CA issue. The order is Fulcio's, so that every failure
- * gets the same answer it would get from Fulcio.
+ * key and its proof, then spend the identity's rate limits, then let the CA issue. The
+ * order is Fulcio's, so that every failure gets the same answer it would get from Fulcio;
+ * the limits come after both verifications so a forged token or a stolen token without
+ * its key cannot drain somebody else's bucket.
  */
 
 export type KeyMaterial =
@@ -35,10 +40,25 @@ export interface Authenticator {
 
 export interface SigningResult extends IssuedCertificate {
   readonly principal: Principal;
+  /** The certified key (canonical DER SPKI and algorithm), for the audit line. */
+  readonly publicKey: Pick<SubjectPublicKey, 'spki' | 'algorithm'>;
+}
+
+export interface Limiter {
+  spend(transactions: readonly Transaction[]): Promise<Decision>;
+}
+
+export interface RateLimiting {
+  readonly limiter: Limiter;
+  /** The limits in force now (they reload). */
+  readonly limits: () => LimitTable;
+  /** Jitter source for Retry-After; Math.random unless a test pins it. */
+  readonly random?: () => number;
 }
 
 export interface RegistrationAuthorityDeps {
   readonly identity: Authenticator;
+  readonly rateLimiting?: RateLimiting;
   readonly ca: CertificateAuthority;
   readonly algorithms: AlgorithmPolicy;
   readonly clock: Clock;
@@ -52,6 +72,14 @@ export class RegistrationAuthority {
   async createSigningCertificate(request: SigningRequest): Promise<SigningResult> {
     const principal = await this.deps.identity.authenticate(request.token);
     const key = this.verifyKey(request.key, principal);
+    const limits = this.deps.rateLimiting?.limits();
+    if (limits) {
+      await this.spend([
+        limits.transaction(LIMIT.identity, identityId(principal.issuer, principal.subject)),
+        limits.transaction(LIMIT.issuer, principal.issuer),
+        limits.transaction(LIMIT.global, ''),
+      ]);
+    }
     const { notBefore, notAfter } = this.validity();
     const issued = await this.deps.ca.issue({
       publicKey: key.spki,
@@ -60,7 +88,51 @@ export class RegistrationAuthority {
       notBefore,
       notAfter,
     });
-    return { ...issued, principal };
+    return { ...issued, principal, publicKey: { spki: key.spki, algorithm: key.algorithm } };
+  }
+
+  /**
+   * The per-client-ip limit: HTTP calls this before it reads the body, so a flood from one
+   * address is refused before any parsing or cryptography.
+   */
+  async admitClient(address: string | undefined): Promise<void> {
+    const limits = this.deps.rateLimiting?.limits();
+    if (limits) await this.spend([limits.transaction(LIMIT.clientIp, clientId(address))]);
+  }
+
+  private async spend(transactions: readonly (Transaction | undefined)[]): Promise<void> {
+    const { limiter, random } = this.deps.rateLimiting!;
+    const spendable = transactions.filter((t): t is Transaction => t !== undefined);
+    if (spendable.length === 0) return;
+    let decision: Decision;
+    try {
+      decision = await limiter.spend(spendable);
+    } catch (err) {
+      if (!(err instanceof RateLimitUnavailableError)) throw err;
+      throw new CaError('unavailable', `rate limits unavailable: ${err.message}`, {
+        clientMessage: 'the service is temporarily unavailable, retry later',
+        retryAfterSeconds: retryAfterSeconds(err.retryInMs, random),
+        cause: err,
+      });
+    }
+    if (decision.allowed || !decision.limit) return;
+    const { name, limit } = decision.limit;
+    const retryAfter = retryAfterSeconds(decision.retryInMs, random);
+    throw new CaError(
+      'rate_limited',
+      `${name} refused bucket ${decision.bucket} (${decision.source}); retry in ${Math.ceil(decision.retryInMs)} ms`,
+      {
+        clientMessage: `rate limit exceeded: ${name}`,
+        retryAfterSeconds: retryAfter,
+        rateLimit: {
+          policy: name,
+          quota: limit.count,
+          windowSeconds: Math.max(1, Math.ceil(limit.periodMs / 1000)),
+          remaining: decision.remaining,
+          resetSeconds: retryAfter,
+        },
+      },
+    );
   }
 
   private verifyKey(material: KeyMaterial | undefined, principal: Principal) {

@@ -35,14 +35,17 @@ function read(path: string, what: string): string {
   }
 }
 
-function loadKey(keyPem: string, passwordFile: string | undefined): KeyObject {
-  const encrypted = keyPem.includes('ENCRYPTED');
-  if (encrypted && !passwordFile) {
-    throw new CaLoadError('the CA key is encrypted: set MAYFLY_CA_KEY_PASSWORD_FILE');
-  }
-  const passphrase = passwordFile
+function readPassword(passwordFile: string | undefined): string | undefined {
+  return passwordFile
     ? read(passwordFile, 'CA key password file').replace(/\r?\n$/, '')
     : undefined;
+}
+
+function loadKey(keyPem: string, passphrase: string | undefined): KeyObject {
+  const encrypted = keyPem.includes('ENCRYPTED');
+  if (encrypted && passphrase === undefined) {
+    throw new CaLoadError('the CA key is encrypted: set MAYFLY_CA_KEY_PASSWORD_FILE');
+  }
   try {
     return createPrivateKey({
       key: keyPem,
@@ -121,11 +124,54 @@ function assertCaKeyAcceptable(key: KeyObject): void {
     );
 }
 
-export function loadFileSigner(paths: FileCaPaths, clock: Clock): CaSigner {
-  const chain = parseChain(read(paths.cert, 'CA certificate chain'));
-  const key = loadKey(read(paths.key, 'CA key'), paths.keyPasswordFile);
+/** The file CA's contents, already read (the reloader reads each file once per attempt). */
+export interface FileCaContents {
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** The key's password, without the file's trailing newline. */
+  readonly password?: string | undefined;
+}
+
+export function signerFromContents(contents: FileCaContents, clock: Clock): CaSigner {
+  const chain = parseChain(contents.certPem);
+  const key = loadKey(contents.keyPem, contents.password);
   if (key.type !== 'private') throw new CaLoadError('the CA key file does not hold a private key');
   assertCaKeyAcceptable(key);
   validateChain(chain, key, clock);
   return new KeySigner(key).withChain(chain.map((c) => new Uint8Array(c.raw)));
+}
+
+export function loadFileSigner(paths: FileCaPaths, clock: Clock): CaSigner {
+  return signerFromContents(
+    {
+      certPem: read(paths.cert, 'CA certificate chain'),
+      keyPem: read(paths.key, 'CA key'),
+      password: readPassword(paths.keyPasswordFile),
+    },
+    clock,
+  );
+}
+
+/**
+ * A chain published in the trust bundle without signing with it (the next CA before a
+ * rotation, the retired one after). It must be a real CA chain: every link verifies, every
+ * certificate is a CA, the last one is a self-signed root. Its dates are not checked: the
+ * next CA may not be valid yet, the retired one may have expired. An empty text is no chain.
+ */
+export function parsePublishedChain(pem: string, what: string): Uint8Array[] | undefined {
+  if (pem.trim() === '') return undefined;
+  let chain: X509Certificate[];
+  try {
+    chain = parseChain(pem);
+  } catch (err) {
+    throw new CaLoadError(`${what}: ${(err as Error).message}`);
+  }
+  chain.forEach((cert, i) => {
+    const parent = chain[i + 1] ?? cert;
+    if (!cert.checkIssued(parent) || !cert.verify(parent.publicKey)) {
+      throw new CaLoadError(`${what}: certificate ${i + 1} is not signed by the next one`);
+    }
+    if (!cert.ca) throw new CaLoadError(`${what}: certificate ${i + 1} is not a CA`);
+  });
+  return chain.map((c) => new Uint8Array(c.raw));
 }

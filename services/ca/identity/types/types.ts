@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import type { OidcIssuerConfig } from '../../config/identity-config';
+import type { IdentityConfig, OidcIssuerConfig } from '../../config/identity-config';
 import type { Principal } from '../principal';
 
 /**
@@ -8,8 +8,12 @@ import type { Principal } from '../principal';
  */
 export interface IssuerTypeHandler {
   readonly type: string;
-  /** @throws ClaimError when a required claim is missing or invalid */
-  principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal;
+  /**
+   * @param config the identity config the issuer came from (ci-provider reads its
+   *   CIIssuerMetadata there)
+   * @throws ClaimError when a required claim is missing or invalid
+   */
+  principal(claims: JWTPayload, issuer: OidcIssuerConfig, config?: IdentityConfig): Principal;
 }
 
 /** A claim failed a type's checks; the message is for the log only. */
@@ -18,15 +22,4 @@ export class ClaimError extends Error {
     super(message);
     this.name = 'ClaimError';
   }
-}
-
-export function stringClaim(claims: JWTPayload, name: string): string | undefined {
-  const value = claims[name];
-  return typeof value === 'string' ? value : undefined;
-}
-
-export function requiredStringClaim(claims: JWTPayload, name: string): string {
-  const value = stringClaim(claims, name);
-  if (!value) throw new ClaimError(`token missing ${name} claim`);
-  return value;
 }

@@ -42,25 +42,42 @@ function yamlIssuer(url: string, fields: Record<string, string>, section = 'oidc
 }
 
 describe('parseIdentityConfig: formats', () => {
-  it('loads the shipped config/identity.yaml', () => {
-    const config = loadIdentityConfig(join(repoRoot, 'config', 'identity.yaml'));
-    expect([...config.oidcIssuers.keys()]).toEqual([
-      'https://oauth2.sigstore.dev/auth',
-      'https://accounts.google.com',
-      'https://token.actions.githubusercontent.com',
+  it("ships config/identity.yaml as the equivalent of Fulcio's public-good config", () => {
+    const shipped = loadIdentityConfig(join(repoRoot, 'config', 'identity.yaml'));
+    const fulcio = loadIdentityConfig(publicGoodPath);
+    expect(shipped).toEqual(fulcio);
+    expect(shipped.oidcIssuers.size).toBe(22);
+    expect(shipped.metaIssuers.size).toBe(9);
+    expect([...shipped.ciIssuerMetadata.keys()].sort()).toEqual([
+      'buddy-pipeline',
+      'buildkite-job',
+      'circleci-job',
+      'codefresh-workflow',
+      'github-workflow',
+      'gitlab-pipeline',
     ]);
-    const dex = issuer(config, 'https://oauth2.sigstore.dev/auth');
-    expect(dex).toMatchObject({
-      issuerUrl: 'https://oauth2.sigstore.dev/auth',
-      clientId: 'sigstore',
+  });
+
+  it('loads the company example: Dex with issuer-claim, GitHub Actions, in-cluster Kubernetes', () => {
+    const config = loadIdentityConfig(
+      join(repoRoot, 'config', 'examples', 'company-identity.yaml'),
+    );
+    expect(issuer(config, 'https://dex.example.com')).toMatchObject({
       type: 'email',
       issuerClaim: '$.federated_claims.connector_id',
-      skipEmailVerification: false,
     });
-    expect(issuer(config, 'https://token.actions.githubusercontent.com').type).toBe(
-      'github-workflow',
+    expect(issuer(config, 'https://keycloak.example.com/realms/engineering').type).toBe('email');
+    expect(issuer(config, 'https://token.actions.githubusercontent.com')).toMatchObject({
+      type: 'ci-provider',
+      ciProvider: 'github-workflow',
+    });
+    expect(issuer(config, 'https://kubernetes.default.svc').type).toBe('kubernetes');
+    expect(issuer(config, 'https://token.actions.githubusercontent.com/*').type).toBe(
+      'ci-provider',
     );
-    expect(config.metaIssuers.size).toBe(0);
+    expect(config.ciIssuerMetadata.get('github-workflow')).toEqual(
+      loadIdentityConfig(publicGoodPath).ciIssuerMetadata.get('github-workflow'),
+    );
   });
 
   it("loads JSON with Fulcio's Go field names", () => {
@@ -197,7 +214,8 @@ describe('parseIdentityConfig: formats', () => {
       url: 'https://ci.example.com',
       build_number: '7',
     });
-    expect(meta?.extensionTemplates).toEqual({ 'build-signer-uri': '{{ .url }}/{{ .workflow }}' });
+    // Both spellings (JSON BuildSignerURI, YAML build-signer-uri) land on the Go field name.
+    expect(meta?.extensionTemplates).toEqual({ BuildSignerURI: '{{ .url }}/{{ .workflow }}' });
     expect(meta?.subjectAlternativeNameTemplate).toBe('{{ .url }}/{{ .workflow }}');
   });
 
@@ -338,9 +356,7 @@ describe("parseIdentityConfig: Fulcio's public-good config", () => {
     const github = config.ciIssuerMetadata.get('github-workflow');
     expect(github?.subjectAlternativeNameTemplate).toBe('{{ .url }}/{{ .job_workflow_ref }}');
     expect(github?.defaultTemplateValues).toEqual({ url: 'https://github.com', environment: '' });
-    expect(github?.extensionTemplates['build-signer-uri']).toBe(
-      '{{ .url }}/{{ .job_workflow_ref }}',
-    );
+    expect(github?.extensionTemplates.BuildSignerURI).toBe('{{ .url }}/{{ .job_workflow_ref }}');
   });
 });
 
@@ -369,16 +385,28 @@ describe('parseIdentityConfig: validation (fulcio-reference §4.1)', () => {
     expect(problems[0]).toContain('SPIFFE meta issuers not supported');
   });
 
-  it.each([['"Not A Domain!"'], ['""'], ['example.com/path']])(
-    'refuses a spiffe issuer with trust domain %s',
-    (domain) => {
-      const problems = problemsOf(
-        yamlIssuer('https://spiffe.example.com', { type: 'spiffe', 'spiffe-trust-domain': domain }),
-      );
-      expect(problems).toHaveLength(1);
-      expect(problems[0]).toContain('invalid SPIFFE trust domain');
-    },
-  );
+  it.each([
+    ['"Not A Domain!"', 'spiffe trust domain is invalid'],
+    ['""', 'spiffe issuer must have SPIFFETrustDomain set'],
+    ['example.com/path', 'spiffe trust domain is invalid'],
+  ])('refuses a spiffe issuer with trust domain %s: %s', (domain, message) => {
+    const problems = problemsOf(
+      yamlIssuer('https://spiffe.example.com', { type: 'spiffe', 'spiffe-trust-domain': domain }),
+    );
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(message);
+  });
+
+  it('accepts a spiffe trust domain given as a SPIFFE ID, as go-spiffe does', () => {
+    expect(() =>
+      parseIdentityConfig(
+        yamlIssuer('https://spiffe.example.com', {
+          type: 'spiffe',
+          'spiffe-trust-domain': 'spiffe://example.com',
+        }),
+      ),
+    ).not.toThrow();
+  });
 
   it('accepts a spiffe issuer with a valid trust domain', () => {
     const config = parseIdentityConfig(
@@ -409,7 +437,7 @@ describe('parseIdentityConfig: validation (fulcio-reference §4.1)', () => {
       }),
     );
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toContain('issuer URL must contain a scheme');
+    expect(problems[0]).toContain('issuer for uri must contain scheme');
   });
 
   it('refuses a uri issuer whose subject domain scheme differs from the issuer', () => {
@@ -420,7 +448,7 @@ describe('parseIdentityConfig: validation (fulcio-reference §4.1)', () => {
       }),
     );
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toContain('schemes must match');
+    expect(problems[0]).toContain('subject (http) and issuer (https) URI schemes do not match');
   });
 
   it('refuses a uri issuer whose subject domain is in another domain', () => {
@@ -432,7 +460,7 @@ describe('parseIdentityConfig: validation (fulcio-reference §4.1)', () => {
     );
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain(
-      "SubjectDomain hostname must share the issuer's top-level domains",
+      'hostname top-level and second-level domains do not match: example.org, accounts.example.com',
     );
   });
 
@@ -456,7 +484,7 @@ describe('parseIdentityConfig: validation (fulcio-reference §4.1)', () => {
       }),
     );
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toContain('SubjectDomain for username should not contain a scheme');
+    expect(problems[0]).toContain('SubjectDomain for username should not contain scheme');
   });
 
   it('refuses a username issuer whose subject domain is in another domain', () => {
@@ -467,7 +495,7 @@ describe('parseIdentityConfig: validation (fulcio-reference §4.1)', () => {
       }),
     );
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toContain("must share the issuer's top-level domains");
+    expect(problems[0]).toContain('hostname top-level and second-level domains do not match');
   });
 
   it('accepts a username issuer with a scheme-less subject domain in its own domain', () => {
@@ -509,7 +537,7 @@ describe('parseIdentityConfig: validation (fulcio-reference §4.1)', () => {
       }),
     );
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toContain('CACert is not a PEM certificate');
+    expect(problems[0]).toContain('failed to parse CA certificate for issuer');
   });
 
   it('accepts a CACert that is a PEM certificate', async () => {
@@ -606,4 +634,108 @@ describe('challengeClaimOf', () => {
     expect(challengeClaimOf({ ...entry, type: 'email', challengeClaim: 'upn' })).toBe('upn');
     expect(challengeClaimOf({ ...entry, type: 'teleport', challengeClaim: 'sub' })).toBe('sub');
   });
+});
+
+describe('parseIdentityConfig: CIIssuerMetadata', () => {
+  const template = (templates: Record<string, string>, san = '{{ .url }}') =>
+    JSON.stringify({
+      CIIssuerMetadata: {
+        p: { ExtensionTemplates: templates, SubjectAlternativeNameTemplate: san },
+      },
+    });
+
+  it('maps every Extensions field name (JSON) and YAML key to the same field', () => {
+    const json = parseIdentityConfig(
+      template({
+        BuildSignerURI: 'a',
+        SourceRepositoryVisibilityAtSigning: 'b',
+        GithubWorkflowSHA: 'c',
+      }),
+    );
+    const yaml = parseIdentityConfig(
+      [
+        'ci-issuer-metadata:',
+        '  p:',
+        '    extension-templates:',
+        '      build-signer-uri: a',
+        '      source-repository-visibility-at-signing: b',
+        '      github-workflow-sha: c',
+        '    subject-alternative-name-template: "{{ .url }}"',
+      ].join('\n'),
+    );
+    const want = {
+      BuildSignerURI: 'a',
+      SourceRepositoryVisibilityAtSigning: 'b',
+      GithubWorkflowSHA: 'c',
+    };
+    expect(json.ciIssuerMetadata.get('p')?.extensionTemplates).toEqual(want);
+    expect(yaml.ciIssuerMetadata.get('p')?.extensionTemplates).toEqual(want);
+  });
+
+  it('ignores extension keys that name no field, as Go does', () => {
+    const config = parseIdentityConfig(template({ NoSuchExtension: 'x', BuildTrigger: 'y' }));
+    expect(config.ciIssuerMetadata.get('p')?.extensionTemplates).toEqual({ BuildTrigger: 'y' });
+  });
+
+  it.each([
+    [
+      'an extension template',
+      template({ BuildTrigger: '{{}}' }),
+      'BuildTrigger: template: :1: missing value for command',
+    ],
+    [
+      'the SAN template',
+      template({}, '{{ .url '),
+      'SubjectAlternativeNameTemplate: template: :1: unclosed action',
+    ],
+    [
+      'an unknown function',
+      template({ BuildTrigger: '{{ lower .x }}' }),
+      'function "lower" not defined',
+    ],
+  ])('refuses %s that does not parse as a Go template', (_what, text, message) => {
+    const problems = problemsOf(text);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(message);
+  });
+});
+
+describe('parseIdentityConfig: Fulcio rules in detail', () => {
+  it('accepts a username subject domain equal to a one-label issuer host (equal hosts pass first)', () => {
+    expect(() =>
+      parseIdentityConfig(
+        yamlIssuer('http://localhost:5556', { type: 'username', 'subject-domain': 'localhost' }),
+      ),
+    ).not.toThrow();
+  });
+
+  it('refuses a one-label subject domain that differs from the issuer host', () => {
+    expect(
+      problemsOf(
+        yamlIssuer('https://accounts.example.com', { type: 'username', 'subject-domain': 'corp' }),
+      )[0],
+    ).toContain('URI hostname too short: corp');
+  });
+
+  it('checks meta issuers for CACert, SPIFFE and the challenge claim only, as Fulcio does', () => {
+    expect(() =>
+      parseIdentityConfig(
+        yamlIssuer(
+          'https://*.example.com',
+          { type: 'uri', 'subject-domain': 'nope' },
+          'meta-issuers',
+        ),
+      ),
+    ).not.toThrow();
+  });
+
+  it.each([['$..connector_id'], ['federated_claims.connector_id'], ['$.a[?(@.b)]']])(
+    'refuses an issuer-claim JSONPath it cannot evaluate: %s',
+    (path) => {
+      const problems = problemsOf(
+        yamlIssuer('https://dex.example.com', { type: 'email', 'issuer-claim': `"${path}"` }),
+      );
+      expect(problems[0]).toContain('is not a JSONPath mayfly evaluates');
+    },
+  );
 });

@@ -63,6 +63,8 @@ describe('loadServerConfig defaults', () => {
       discoveryTimeoutMs: 10000,
       jwksCooldownMs: 30000,
       maxTokenBytes: 32768,
+      kubernetesCaFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+      kubernetesTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
     });
     expect(config.devIssuer.enabled).toBe(false);
   });
@@ -118,6 +120,8 @@ describe('loadServerConfig from a YAML file', () => {
       discoveryTimeoutMs: 10000,
       jwksCooldownMs: 5,
       maxTokenBytes: 32768,
+      kubernetesCaFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+      kubernetesTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
     });
     expect(config.devIssuer).toEqual({ enabled: true, host: '127.0.0.1', port: 7000 });
   });
@@ -238,6 +242,8 @@ describe('loadServerConfig from the environment', () => {
       discoveryTimeoutMs: 5000,
       jwksCooldownMs: 200,
       maxTokenBytes: 32768,
+      kubernetesCaFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+      kubernetesTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
     });
   });
 
@@ -267,9 +273,13 @@ describe('loadServerConfig from the environment', () => {
       text: 'ed25519, ecdsa-sha2-256-nistp256',
       want: ['ed25519', 'ecdsa-sha2-256-nistp256'],
     },
+    MAYFLY_AUDIT_LOG_FILE: { text: '/var/log/mayfly/audit.log', want: '/var/log/mayfly/audit.log' },
     MAYFLY_OIDC_DISCOVERY_TIMEOUT_MS: { text: '2500', want: 2500 },
     MAYFLY_OIDC_JWKS_COOLDOWN_MS: { text: '0', want: 0 },
     MAYFLY_OIDC_MAX_TOKEN_BYTES: { text: '4096', want: 4096 },
+    MAYFLY_OIDC_KUBERNETES_CA_FILE: { text: '/k8s/ca.crt', want: '/k8s/ca.crt' },
+    MAYFLY_OIDC_KUBERNETES_TOKEN_FILE: { text: '/k8s/token', want: '/k8s/token' },
+    MAYFLY_IDENTITY_CONFIG_RELOAD_MS: { text: '0', want: 0 },
     MAYFLY_CA: {
       text: 'file',
       want: 'file',

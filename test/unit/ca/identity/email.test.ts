@@ -88,22 +88,37 @@ describe('evaluateIssuerClaim', () => {
     ['a missing parent', '$.nothing.connector_id'],
     ['a path through a string', '$.iss.length'],
     ['a path through an array', '$.list.0'],
-    ['an object value', '$.federated_claims'],
-    ['an array value', '$.list'],
+    ['an index past the end', '$.list[1]'],
+    ['an index into an object', '$.federated_claims[0]'],
   ])('refuses %s', (_what, path) => {
     expect(() => evaluateIssuerClaim(claims, path)).toThrow(ClaimError);
   });
 
-  it.each([
-    ['$'],
-    ['federated_claims.connector_id'],
-    ['$..connector_id'],
-    ['$[0]'],
-    ['$.a[0]'],
-    [''],
-  ])('refuses the unsupported path %j', (path) => {
-    expect(() => evaluateIssuerClaim(claims, path)).toThrow('unsupported issuer claim path');
+  it('prints objects, arrays, null and large numbers as Go prints them (%v)', () => {
+    expect(evaluateIssuerClaim(claims, '$.federated_claims')).toBe(
+      'map[connector_id:https://github.com/login/oauth user_id:123456]',
+    );
+    expect(evaluateIssuerClaim(claims, '$.list')).toBe('[a]');
+    expect(evaluateIssuerClaim({ a: null }, '$.a')).toBe('<nil>');
+    expect(evaluateIssuerClaim({ a: 1000000 }, '$.a')).toBe('1e+06');
   });
+
+  it("reads bracketed member names and array indices ($['a'], $.a[0])", () => {
+    expect(evaluateIssuerClaim(claims, "$['federated_claims']['connector_id']")).toBe(
+      'https://github.com/login/oauth',
+    );
+    expect(evaluateIssuerClaim(claims, '$["federated_claims"].connector_id')).toBe(
+      'https://github.com/login/oauth',
+    );
+    expect(evaluateIssuerClaim(claims, '$.list[0]')).toBe('a');
+  });
+
+  it.each([['$'], ['federated_claims.connector_id'], ['$..connector_id'], ['$.*'], ['']])(
+    'refuses the unsupported path %j',
+    (path) => {
+      expect(() => evaluateIssuerClaim(claims, path)).toThrow('unsupported issuer claim path');
+    },
+  );
 
   it('does not read inherited members', () => {
     expect(() => evaluateIssuerClaim({}, '$.constructor')).toThrow(ClaimError);

@@ -361,8 +361,8 @@ describe('IssuerPool.authenticate', () => {
     expect(failures).toEqual(['claims', 'claims']);
   });
 
-  it('refuses tokens of an issuer whose type this build does not implement, without a request', async () => {
-    const { pool, calls, failures } = devPool({ type: 'kubernetes' });
+  it('refuses tokens of an issuer whose type Fulcio does not know (loaded with a challenge claim), without a request', async () => {
+    const { pool, calls, failures } = devPool({ type: 'custom-type', challengeClaim: 'sub' });
     await refusalOf(pool.authenticate(await mint(emailClaims())));
     expect(calls).toEqual([]);
     expect(failures).toEqual(['unknown_issuer']);
@@ -515,5 +515,70 @@ describe('IssuerPool.describe', () => {
       }),
     );
     expect(calls).toEqual([]);
+  });
+});
+
+describe('meta issuers of the public-good config', () => {
+  const text = readFileSync(
+    join(resolve(__dirname, '../../../..'), 'test', 'fixtures', 'fulcio-public-good-config.yaml'),
+    'utf8',
+  );
+  const patterns = [...parseIdentityConfig(text).metaIssuers.keys()];
+  const matching = (url: string) => patterns.filter((p) => metaIssuerPattern(p).test(url));
+
+  it.each([
+    [
+      'https://container.googleapis.com/v1/projects/p/locations/l/clusters/c',
+      'https://container.googleapis.com/v1/projects/*/locations/*/clusters/*',
+    ],
+    ['https://oidc.circleci.com/org/0f9c3a1e-1111', 'https://oidc.circleci.com/org/*'],
+    ['https://oidc.prod-aks.azure.com/t-1/', 'https://oidc.prod-aks.azure.com/*/'],
+    ['https://oidc.prod-aks.azure.com/t-1/g-2', 'https://oidc.prod-aks.azure.com/*/*'],
+  ])('%s matches only %s', (url, pattern) => {
+    expect(matching(url)).toEqual([pattern]);
+  });
+
+  it.each([
+    'https://container.googleapis.com/v1/projects/p/locations/l/clusters/c/extra',
+    'https://container.googleapis.com/v1/projects/p.evil/locations/l/clusters/c',
+    'https://oidc.circleci.com/org/a/b',
+    'https://oidc.circleci.com/org/',
+    'https://token.actions.githubusercontent.com/a.b',
+    'https://token.actions.githubusercontent.com/',
+    'https://eastus.oic.prod-aks.azure.com/t/g/x/',
+    'http://localhost?issuer=https://container.googleapis.com/v1/projects/p/locations/l/clusters/c',
+    'http://localhost/?x=https://token.actions.githubusercontent.com/e',
+  ])('%s matches no pattern', (url) => {
+    expect(matching(url)).toEqual([]);
+  });
+});
+
+describe('IssuerPool meta-issuer verifier cache', () => {
+  it('keeps at most 100 meta verifiers, evicting the least recently used', async () => {
+    const tenants = await startDevIssuer({ tenants: true });
+    try {
+      const pattern = `${tenants.url}/tenants/*`;
+      const { pool } = poolFor(
+        identityConfig([], [[pattern, { ...tenants.issuerConfig, issuerUrl: pattern }]]),
+      );
+      const login = async (tenant: string) => {
+        const iss = `${tenants.url}/tenants/${tenant}`;
+        const token = await tenants.mint(
+          { exp: T + 300, ...emailClaims() },
+          { omitExp: true, issuer: iss },
+        );
+        return pool.authenticate(token);
+      };
+      for (let i = 0; i <= 100; i++) await login(`t${i}`);
+      expect(tenants.requests.discovery).toBe(101);
+      // t0 was the least recently used: evicted when t100 came, so it is discovered again.
+      await login('t0');
+      expect(tenants.requests.discovery).toBe(102);
+      // t100 is still cached.
+      await login('t100');
+      expect(tenants.requests.discovery).toBe(102);
+    } finally {
+      await tenants.close();
+    }
   });
 });

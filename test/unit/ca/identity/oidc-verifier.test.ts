@@ -448,3 +448,39 @@ describe('OidcVerifier JWKS cache', () => {
     expect(flaky.requests.jwks).toBe(before);
   });
 });
+
+describe('OidcVerifier JWKS redirects', () => {
+  /** An issuer whose discovery sends jwks_uri to /old-keys, which answers a redirect. */
+  async function redirectingJwks(location: (self: string) => string): Promise<string> {
+    const keys = await issuerJwks();
+    return serve((path, self) => {
+      if (path === '/.well-known/openid-configuration') {
+        return {
+          status: 200,
+          body: {
+            issuer: self,
+            jwks_uri: `${self}/old-keys`,
+            id_token_signing_alg_values_supported: ['ES256', 'RS256'],
+          },
+        };
+      }
+      if (path === '/old-keys') return { status: 301, headers: { location: location(self) } };
+      if (path === '/keys') return { status: 200, body: { keys } };
+      return { status: 404 };
+    });
+  }
+
+  it('follows a JWKS redirect on the same host', async () => {
+    const url = await redirectingJwks(() => '/keys');
+    const token = await mint({ sub: 'moved-keys' }, { issuer: url });
+    expect((await verifierFor(url).verify(token)).sub).toBe('moved-keys');
+  });
+
+  it('refuses a JWKS redirect to another host, fetching nothing there', async () => {
+    const url = await redirectingJwks(() => `http://localhost:${new URL(issuer.url).port}/keys`);
+    const before = issuer.requests.jwks;
+    const err = await errorOf(verifierFor(url).verify(await mint({}, { issuer: url })));
+    expect(err.message).toContain('cross-host redirect');
+    expect(issuer.requests.jwks).toBe(before);
+  });
+});

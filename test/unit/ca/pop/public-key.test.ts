@@ -179,3 +179,71 @@ describe('parsePublicKey refuses keys goodkey calls insecure (insecure_public_ke
     );
   });
 });
+
+describe('the JWK import of canonical EC and Ed25519 keys (the fast path)', () => {
+  /** The same SPKI with one bit of the last coordinate byte flipped: off the curve. */
+  function offCurve(der: Buffer): Buffer {
+    const bytes = Buffer.from(der);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0x01;
+    return bytes;
+  }
+
+  test.each<KeyKind>(['p256', 'p384', 'p521', 'ed25519'])(
+    'a %s key from DER gives the same key, SPKI and algorithm as OpenSSL’s DER decoder',
+    (kind) => {
+      for (let i = 0; i < 5; i++) {
+        const key = makeKey(kind);
+        const der = spkiOf(key.publicKey);
+        const parsed = parsePublicKey(der);
+        const decoded = createPublicKey({ key: der, format: 'der', type: 'spki' });
+        expect(parsed.key.equals(decoded)).toBe(true);
+        expect(Buffer.from(parsed.spki)).toEqual(der);
+        expect(parsed.key.asymmetricKeyDetails).toEqual(decoded.asymmetricKeyDetails);
+      }
+    },
+  );
+
+  test.each<KeyKind>(['p256', 'p384', 'p521'])(
+    'refuses a %s point off the curve as insecure, like the DER decoder',
+    (kind) => {
+      const der = offCurve(spkiOf(makeKey(kind).publicKey));
+      expect(() => createPublicKey({ key: der, format: 'der', type: 'spki' })).toThrow();
+      expectRefused(der, 'insecure_public_key');
+      expectRefused(toPem('PUBLIC KEY', der), 'insecure_public_key');
+    },
+  );
+
+  test('refuses the all-zero P-256 point and coordinates past the field prime', () => {
+    const prefix = spkiOf(makeKey('p256').publicKey).subarray(0, 27);
+    const zero = Buffer.concat([prefix, Buffer.alloc(64)]);
+    expectRefused(zero, 'insecure_public_key');
+    const p = Buffer.from(
+      'ffffffff00000001000000000000000000000000ffffffffffffffffffffffff',
+      'hex',
+    );
+    expectRefused(Buffer.concat([prefix, p, p]), 'insecure_public_key');
+    expectRefused(
+      Buffer.concat([prefix, Buffer.alloc(32, 0xff), Buffer.alloc(32, 0xff)]),
+      'insecure_public_key',
+    );
+  });
+
+  test('a P-256 header around a point that is not uncompressed (hybrid 0x06) is refused', () => {
+    const der = Buffer.from(spkiOf(makeKey('p256').publicKey));
+    der[26] = 0x06;
+    expect(() => parsePublicKey(der)).toThrow(CaError);
+  });
+
+  test('a P-256 SPKI with trailing bytes is not taken by the fast path', () => {
+    const canonical = spkiOf(makeKey('p256').publicKey);
+    const der = Buffer.concat([canonical, Buffer.from([0])]);
+    // Whatever OpenSSL's decoder makes of it, the certificate never carries the extra byte.
+    let spki: Uint8Array | undefined;
+    try {
+      spki = parsePublicKey(der).spki;
+    } catch (err) {
+      expect(err).toBeInstanceOf(CaError);
+    }
+    if (spki) expect(Buffer.from(spki)).toEqual(canonical);
+  });
+});

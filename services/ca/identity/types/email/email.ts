@@ -1,8 +1,10 @@
 import type { JWTPayload } from 'jose';
-import { CaError } from '../../../common/errors';
-import type { OidcIssuerConfig } from '../../../config/identity-config';
-import { baseExtensions, type CertificateIdentity, type Principal } from '../../principal';
-import { ClaimError, requiredStringClaim, stringClaim, type IssuerTypeHandler } from '../types';
+import { formatGoValue } from '../../../common/go-fmt';
+import { issuerClaimSteps, type OidcIssuerConfig } from '../../../config/identity-config';
+import { goField, goString, issuerOf, subjectOf } from '../../claims';
+import { renderExtensions } from '../../extensions';
+import type { CertificateIdentity, Principal } from '../../principal';
+import { ClaimError, type IssuerTypeHandler } from '../types';
 
 /**
  * The `email` issuer type: the SAN is the verified email address (rfc822Name) and the
@@ -23,38 +25,45 @@ export function isEmail(value: string): boolean {
   );
 }
 
-/** Lenient like Fulcio's parser: true, "true", "True" and their false twins. */
+/** Lenient like Fulcio's parser: true, "true", "True" and their false twins; null fails. */
 function parseEmailVerified(value: unknown): boolean {
   if (value === undefined) return false;
   if (value === true || value === 'true' || value === 'True') return true;
   if (value === false || value === 'false' || value === 'False') return false;
-  throw new ClaimError('email_verified claim is neither true nor false');
+  throw new ClaimError('invalid value for boolean');
 }
 
 /**
- * Evaluates the simple JSONPath subset Fulcio configs use for IssuerClaim
- * (`$.federated_claims.connector_id`): dotted member names from the root.
+ * Evaluates the JSONPath of an IssuerClaim (`$.federated_claims.connector_id`) over the
+ * claims, as Fulcio does with PaesslerAG/jsonpath and `%v`: member names (`.name`,
+ * `['name']`, `["name"]`) and array indices (`[0]`) from the root; the value printed as
+ * Go prints it (numbers `%g`, objects `map[…]`, null `<nil>`). A path outside that
+ * subset is refused when the config is loaded.
  */
 export function evaluateIssuerClaim(claims: JWTPayload, path: string): string {
-  if (!/^\$(\.[A-Za-z0-9_-]+)+$/.test(path))
-    throw new ClaimError(`unsupported issuer claim path ${path}`);
+  const steps = issuerClaimSteps(path);
+  if (!steps) throw new ClaimError(`unsupported issuer claim path ${path}`);
   let node: unknown = claims;
-  for (const key of path.slice(2).split('.')) {
+  for (const step of steps) {
+    if (typeof step === 'number') {
+      if (!Array.isArray(node)) throw new ClaimError(`issuer claim path ${path}: not an array`);
+      if (step >= node.length)
+        throw new ClaimError(`issuer claim path ${path}: index out of range`);
+      node = node[step];
+      continue;
+    }
     // Own members only: `$.constructor` must not find Object.prototype.constructor.
     if (
       typeof node !== 'object' ||
       node === null ||
       Array.isArray(node) ||
-      !Object.hasOwn(node, key)
+      !Object.hasOwn(node, step)
     ) {
-      throw new ClaimError(`issuer claim path ${path} not found in token`);
+      throw new ClaimError(`issuer claim path ${path}: unknown key ${step}`);
     }
-    node = (node as Record<string, unknown>)[key];
+    node = (node as Record<string, unknown>)[step];
   }
-  if (node === undefined || node === null || typeof node === 'object') {
-    throw new ClaimError(`issuer claim path ${path} not found in token`);
-  }
-  return String(node);
+  return formatGoValue(node);
 }
 
 class EmailPrincipal implements Principal {
@@ -69,13 +78,9 @@ class EmailPrincipal implements Principal {
   certificateIdentity(): CertificateIdentity {
     // Fulcio renders extensions after the proof of possession and passes this message
     // through; an IssuerClaim that resolves to "" gets here.
-    if (!this.certificateIssuer) {
-      const message = 'extensions must have a non-empty issuer url';
-      throw new CaError('identity_validation', message, { clientMessage: message });
-    }
     return {
       san: { type: 'email', value: this.name },
-      extensions: baseExtensions(this.certificateIssuer, this.subject),
+      extensions: renderExtensions({ Issuer: this.certificateIssuer, Subject: this.subject }),
     };
   }
 }
@@ -83,15 +88,17 @@ class EmailPrincipal implements Principal {
 export const emailIssuerType: IssuerTypeHandler = {
   type: 'email',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
-    const email = requiredStringClaim(claims, 'email');
-    const verified = parseEmailVerified(claims.email_verified);
+    // sigstore's EmailFromIDToken: a struct of email (string) and email_verified.
+    const email = goString(claims, 'email');
+    const verified = parseEmailVerified(goField(claims, 'email_verified'));
+    if (!email) throw new ClaimError('token missing email claim');
     if (!verified && !issuer.skipEmailVerification)
       throw new ClaimError('email_verified claim was false');
     if (!isEmail(email)) throw new ClaimError('email address is not valid');
-    const iss = requiredStringClaim(claims, 'iss');
+    const iss = issuerOf(claims, issuer.issuerUrl);
     const certificateIssuer = issuer.issuerClaim
       ? evaluateIssuerClaim(claims, issuer.issuerClaim)
       : iss;
-    return new EmailPrincipal(email, iss, stringClaim(claims, 'sub') ?? '', certificateIssuer);
+    return new EmailPrincipal(email, iss, subjectOf(claims), certificateIssuer);
   },
 };

@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+#
+# mayfly container image. Two stages on the same pinned Node 20 base:
+#   build    installs every dependency with `npm ci`, compiles with `npm run build`, then
+#            drops the development dependencies with `npm prune --omit=dev` (the same three
+#            commands CI runs: test/integration/deploy/image-build.test.ts);
+#   runtime  the compiled JavaScript, the production node_modules and the shipped config,
+#            owned by root and run as the unprivileged numeric user 65532, so the image works
+#            with a read-only root filesystem (only /tmp needs to be writable).
+#
+# Build: docker build -t mayfly:0.1.0 .
+# Run:   docker run --read-only --tmpfs /tmp -p 8080:8080 -p 2112:2112 mayfly:0.1.0
+#
+# The base is node:20.20.2-bookworm-slim pinned by its manifest-list digest (the Node
+# version CI runs). Update both together.
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim@sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+ENV npm_config_update_notifier=false
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY services ./services
+COPY scripts ./scripts
+RUN npm run build
+RUN npm prune --omit=dev --no-audit --no-fund
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    HOME=/tmp \
+    TMPDIR=/tmp
+WORKDIR /app
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist/services ./dist/services
+COPY config ./config
+USER 65532:65532
+# API, metrics.
+EXPOSE 8080 2112
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.MAYFLY_PORT || 8080}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["node", "dist/services/ca/main.js"]

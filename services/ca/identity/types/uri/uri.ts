@@ -1,0 +1,47 @@
+import type { JWTPayload } from 'jose';
+import { GoUrlError, parseGoUrl } from '../../../common/go-url';
+import type { OidcIssuerConfig } from '../../../config/identity-config';
+import { issuerOf, subjectOf } from '../../claims';
+import { embedUrl, renderExtensions, uriSan } from '../../extensions';
+import { LazyPrincipal, type Principal } from '../../principal';
+import { isEmail } from '../email/email';
+import { ClaimError, type IssuerTypeHandler } from '../types';
+
+/**
+ * The `uri` issuer type: `sub` is a URI whose scheme and host equal the issuer's
+ * SubjectDomain (compared as Go's url.Parse reads them: the scheme lower-cased, the host
+ * as written); it is the SAN and what the proof of possession signs.
+ */
+function parse(text: string) {
+  try {
+    return parseGoUrl(text);
+  } catch (err) {
+    if (err instanceof GoUrlError) throw new ClaimError(err.message);
+    throw err;
+  }
+}
+
+export const uriIssuerType: IssuerTypeHandler = {
+  type: 'uri',
+  principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
+    const uri = subjectOf(claims);
+    if (isEmail(uri)) throw new ClaimError('uri subject should not be an email address');
+    const subject = parse(uri);
+    const domain = parse(issuer.subjectDomain);
+    if (subject.scheme !== domain.scheme) {
+      throw new ClaimError(
+        `subject URI scheme (${subject.schemeText}) must match expected domain URI scheme (${domain.schemeText})`,
+      );
+    }
+    if (subject.hostname() !== domain.hostname()) {
+      throw new ClaimError(
+        `subject hostname (${subject.hostname()}) must match expected domain (${domain.hostname()})`,
+      );
+    }
+    const iss = issuerOf(claims, issuer.issuerUrl);
+    return new LazyPrincipal('uri', uri, iss, uri, () => ({
+      san: uriSan(embedUrl(uri)),
+      extensions: renderExtensions({ Issuer: iss, Subject: uri }),
+    }));
+  },
+};

@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadServerConfig } from '../../../services/ca/config/loader';
+import { envOf, readDockerfile, type Stage } from '../../helpers/dockerfile';
+
+/**
+ * The Dockerfile, read as text (no Docker engine here): a multi-stage build on a pinned
+ * Node 20 base, the build steps CI runs, production dependencies only, a numeric non-root
+ * user, nothing written outside /tmp at run time, and the API and metrics ports exposed.
+ * test/integration/deploy/image-build.test.ts runs its steps.
+ */
+
+const root = resolve(__dirname, '../../..');
+const dockerfile = readDockerfile(join(root, 'Dockerfile'));
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  scripts: Record<string, string>;
+};
+const testScript = readFileSync(join(root, 'scripts/test.sh'), 'utf8');
+
+const stage = (name: string): Stage => {
+  const found = dockerfile.stages.find((s) => s.name === name);
+  if (!found) throw new Error(`no stage ${name}`);
+  return found;
+};
+const build = stage('build');
+const runtime = dockerfile.stages[dockerfile.stages.length - 1]!;
+const runs = (s: Stage) => s.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+const one = (s: Stage, keyword: string) => {
+  const found = s.instructions.filter((i) => i.keyword === keyword);
+  expect(found).toHaveLength(1);
+  return found[0]!;
+};
+
+describe('Dockerfile', () => {
+  it('is multi-stage, and the final stage is the runtime one', () => {
+    expect(dockerfile.stages.length).toBeGreaterThanOrEqual(2);
+    expect(runtime.name).toBe('runtime');
+  });
+
+  it('builds and runs on one Node 20 base, pinned by version and digest', () => {
+    for (const s of dockerfile.stages) {
+      expect(s.from).toMatch(/^node:20\.\d+\.\d+-[a-z0-9-]+@sha256:[0-9a-f]{64}$/);
+    }
+    expect(new Set(dockerfile.stages.map((s) => s.from)).size).toBe(1);
+    // The Node version of the image is the Node major CI builds and tests with.
+    const version = /^node:(\d+)\./.exec(runtime.from)![1];
+    expect(process.versions.node.split('.')[0]).toBe(version);
+  });
+
+  it('runs exactly the build steps CI runs: npm ci, the compile, the production prune', () => {
+    expect(runs(build)).toEqual([
+      'npm ci --no-audit --no-fund',
+      'npm run build',
+      'npm prune --omit=dev --no-audit --no-fund',
+    ]);
+    // CI (scripts/test.sh) installs and compiles with the same commands...
+    expect(testScript).toMatch(/^npm ci --no-audit --no-fund$/m);
+    expect(testScript).toMatch(/^npm run build$/m);
+    // ...and `npm run build` is the TypeScript compile of the build config.
+    expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json');
+  });
+
+  it('copies into the build stage everything the compile reads', () => {
+    const copied = build.instructions
+      .filter((i) => i.keyword === 'COPY')
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    const buildConfig = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as {
+      extends: string;
+      include: string[];
+    };
+    for (const needed of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.build.json',
+      buildConfig.extends.replace(/^\.\//, ''),
+      ...buildConfig.include,
+    ]) {
+      expect(copied).toContain(needed);
+    }
+  });
+
+  it('ships only the compiled service, production node_modules and config', () => {
+    const copies = runtime.instructions.filter((i) => i.keyword === 'COPY');
+    expect(copies.map((c) => [c.flags.from ?? '(context)', c.args])).toEqual([
+      ['build', '/src/package.json ./package.json'],
+      ['build', '/src/node_modules ./node_modules'],
+      ['build', '/src/dist/services ./dist/services'],
+      ['(context)', 'config ./config'],
+    ]);
+    // node_modules comes from the build stage after `npm prune --omit=dev`.
+    expect(runs(build)[runs(build).length - 1]).toMatch(/^npm prune --omit=dev/);
+  });
+
+  it('runs the compiled JavaScript directly, as `npm start` does', () => {
+    const entry = one(runtime, 'ENTRYPOINT');
+    expect(entry.exec).toEqual(['node', 'dist/services/ca/main.js']);
+    expect(pkg.scripts.start).toBe(`node ${entry.exec![1]}`);
+    expect(runtime.instructions.some((i) => i.keyword === 'CMD')).toBe(false);
+  });
+
+  it('runs as a numeric non-root user', () => {
+    const user = one(runtime, 'USER').args;
+    expect(user).toMatch(/^\d+(:\d+)?$/);
+    for (const id of user.split(':')) expect(Number(id)).toBeGreaterThan(0);
+    // The user is set after the last COPY, so nothing it runs can change the app files.
+    const lastCopy = Math.max(
+      ...runtime.instructions.filter((i) => i.keyword === 'COPY').map((i) => i.line),
+    );
+    expect(one(runtime, 'USER').line).toBeGreaterThan(lastCopy);
+  });
+
+  it('works with a read-only root filesystem: nothing written outside /tmp at run time', () => {
+    // No RUN in the final stage, no shell wrapper that could create folders at start,
+    // no VOLUME but /tmp, and every path Node or npm would write to is under /tmp.
+    expect(runs(runtime)).toEqual([]);
+    const volumes = runtime.instructions.filter((i) => i.keyword === 'VOLUME');
+    for (const v of volumes) expect(v.args).toMatch(/^\/tmp\b/);
+    const env = envOf(runtime);
+    expect(env.HOME).toBe('/tmp');
+    expect(env.TMPDIR).toBe('/tmp');
+    expect(env.NODE_ENV).toBe('production');
+  });
+
+  it('exposes the API and metrics ports, which are the configured defaults', () => {
+    const ports = one(runtime, 'EXPOSE').args.split(/\s+/).map(Number);
+    const defaults = loadServerConfig({ env: {} });
+    expect(ports).toEqual([defaults.port, defaults.metricsPort]);
+    expect(ports).toEqual([8080, 2112]);
+  });
+
+  it('has a health check on /healthz that needs no shell tools', () => {
+    const check = one(runtime, 'HEALTHCHECK');
+    expect(check.args).toMatch(/CMD \["node", "-e", .*\/healthz/);
+  });
+
+  it('keeps the build context to what the Dockerfile copies (.dockerignore)', () => {
+    const ignore = readFileSync(join(root, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    expect(ignore[0]).toBe('*');
+    const allowed = ignore
+      .filter((l) => l.startsWith('!'))
+      .map((l) => l.slice(1).replace(/\/$/, ''));
+    const fromContext = dockerfile.stages
+      .flatMap((s) => s.instructions)
+      .filter((i) => i.keyword === 'COPY' && !i.flags.from)
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    for (const source of fromContext) expect(allowed).toContain(source);
+    expect(allowed).not.toContain('node_modules');
+    expect(allowed).not.toContain('dist');
+  });
+});
