@@ -320,20 +320,25 @@ export async function runMicro(
   );
   const audit = new AuditLog(createAuditLogger({ destination: devNull() }));
   const principal = await pool.authenticate(fixtures[0]!.token);
-  await add('glue', 'audit line: AuditLog.issued', () =>
-    audit.issued(
-      { requestId: 'r', route: '/api/v2/signingCert', clientIp: '127.0.0.1' },
-      {
-        der: issued.der,
-        serial: issued.serial,
-        identity: principal.certificateIdentity(),
-        issuer: principal.issuer,
-        issuerType: principal.issuerType,
-        subject: principal.subject,
-        notBefore: issued.notBefore,
-        notAfter: issued.notAfter,
-      },
-    ),
+  const auditRecord = {
+    der: issued.der,
+    serial: issued.serial,
+    identity: principal.certificateIdentity(),
+    issuer: principal.issuer,
+    issuerType: principal.issuerType,
+    subject: principal.subject,
+    notBefore: issued.notBefore,
+    notAfter: issued.notAfter,
+  };
+  const who = { requestId: 'r', route: '/api/v2/signingCert', clientIp: '127.0.0.1' };
+  await add('glue', 'audit line, key facts from the request (as served)', () =>
+    audit.issued(who, {
+      ...auditRecord,
+      publicKey: { spki: fixtures[0]!.spki, algorithm: 'ecdsa-P-256' },
+    }),
+  );
+  await add('glue', 'audit line, parsing the certificate back (before)', () =>
+    audit.issued(who, auditRecord),
   );
 
   // --- the floor and whole pipelines

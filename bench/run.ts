@@ -56,7 +56,7 @@ const FULL: Profile = {
   peakSeconds: 15,
   warmupSeconds: 3,
   curveSeconds: 8,
-  curveFractions: [0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1],
+  curveFractions: [0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5],
   soakChunks: 10,
   soakChunk: 10_000,
   profileSeconds: 8,

@@ -130,10 +130,16 @@ export class RateLimiter {
   /** The store's outcomes, or undefined when the insurance limiter must answer. */
   private async fromStore(buckets: readonly BucketSpend[]): Promise<BucketOutcome[] | undefined> {
     const { store, clock, metrics } = this.options;
-    if (store.kind !== 'memory' && clock.now().getTime() < this.skipStoreUntil)
-      return this.onStoreUnusable('backoff', undefined);
     const started = process.hrtime.bigint();
     const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
+    if (store.kind === 'memory') {
+      // In-process: it cannot fail or hang, so no timer and no failure policy.
+      const outcomes = await store.spend(buckets);
+      metrics.storeCall(store.kind, 'ok', elapsed());
+      return outcomes;
+    }
+    if (clock.now().getTime() < this.skipStoreUntil)
+      return this.onStoreUnusable('backoff', undefined);
     try {
       const outcomes = await withTimeout(store.spend(buckets), this.options.timeoutMs);
       metrics.storeCall(store.kind, 'ok', elapsed());
