@@ -29,12 +29,12 @@ npm run typecheck
 npm run lint
 npm run build
 
-results=$(mktemp)
+results=$(mktemp --suffix=.json)
 status=0
 npx jest --ci --json --outputFile="$results" "$@" || status=$?
 # One plain closing line that any CI reader understands, whatever jest printed above.
 node -e '
-  const r = require(process.argv[1]);
+  const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
   console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests + r.numRuntimeErrorTestSuites} failed, ${r.numPendingTests} skipped`);
 ' "$results" || true
 rm -f "$results"
