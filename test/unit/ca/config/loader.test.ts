@@ -302,8 +302,8 @@ describe('loadServerConfig from the environment', () => {
     MAYFLY_RATELIMIT_INSURANCE_SHARE: { text: '0.5', want: 0.5 },
     MAYFLY_RATELIMIT_FAILURE_BACKOFF_MS: { text: '500', want: 500 },
     MAYFLY_TRUSTED_PROXIES: {
-      text: '10.0.0.1, 192.168.0.0/16',
-      want: ['10.0.0.1', '192.168.0.0/16'],
+      text: '198.51.100.1, 203.0.113.0/24',
+      want: ['198.51.100.1', '203.0.113.0/24'],
     },
     MAYFLY_REDIS_URL: { text: 'redis://127.0.0.1:6379', want: 'redis://127.0.0.1:6379' },
     MAYFLY_REDIS_SENTINELS: {

@@ -49,7 +49,7 @@ describe('isEmail', () => {
 
   // govalidator's top-level label must start and end with a letter.
   it.each([
-    ['an all-digit top-level label (an IP address)', 'alice@10.0.0.10'],
+    ['an all-digit top-level label (an IP address)', 'alice@192.0.2.10'],
     ['a numeric top-level label', 'alice@example.123'],
     ['a top-level label ending in a digit', 'alice@example.com1'],
     ['a top-level label starting with a hyphen', 'alice@example.-com'],

@@ -45,7 +45,7 @@ describe('normalizeLimitId (override ids in the limits file)', () => {
     expect(normalizeLimitId(LIMIT.clientIp, '198.51.100.7')).toBe('198.51.100.7');
   });
 
-  test.each(['10.0.0.0/8', '2001:db8::/48', 'example.com', ''])(
+  test.each(['203.0.113.0/24', '2001:db8::/48', 'example.com', ''])(
     'refuses %j for per-client-ip',
     (id) => {
       expect(() => normalizeLimitId(LIMIT.clientIp, id)).toThrow(/not an IPv4 address/);
