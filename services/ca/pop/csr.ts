@@ -52,7 +52,13 @@ function parseCsrDer(pemText: string): pkijs.CertificationRequest {
   if (block.type !== 'CERTIFICATE REQUEST' && block.type !== 'NEW CERTIFICATE REQUEST') {
     throw new CaError('invalid_csr', `unexpected PEM type ${block.type}`);
   }
-  const asn = asn1js.fromBER(toArrayBuffer(block.der));
+  let asn: ReturnType<typeof asn1js.fromBER>;
+  try {
+    asn = asn1js.fromBER(toArrayBuffer(block.der));
+  } catch {
+    // asn1js throws (rather than reporting offset -1) on some bad values, e.g. a garbage time.
+    throw new CaError('invalid_csr', 'CSR DER is malformed');
+  }
   if (asn.offset === -1 || asn.offset !== block.der.length)
     throw new CaError('invalid_csr', 'CSR DER is malformed');
   try {

@@ -96,9 +96,10 @@ function importKey(der: Buffer, type: 'spki' | 'pkcs1'): KeyObject | undefined {
 
 /** True when the bytes are a well-formed SPKI naming an EC key that OpenSSL refused. */
 function isStructurallyEcSpki(der: Uint8Array): boolean {
-  const parsed = asn1js.fromBER(toArrayBuffer(der));
-  if (parsed.offset === -1) return false;
   try {
+    // Inside the try: asn1js throws on some malformed values instead of returning offset -1.
+    const parsed = asn1js.fromBER(toArrayBuffer(der));
+    if (parsed.offset === -1) return false;
     const info = new pkijs.PublicKeyInfo({ schema: parsed.result });
     return info.algorithm.algorithmId === EC_PUBLIC_KEY_OID;
   } catch {
