@@ -6,6 +6,8 @@ import type { CaSigner, KeySigner } from '../signer/signer';
 import {
   OID,
   assembleCertificate,
+  authorityKeyIdExtension,
+  codeSigningEkuExtension,
   certificateTime,
   encodeSerial,
   extension,
@@ -13,6 +15,7 @@ import {
   name,
   signatureAlgorithmFor,
   parseDer,
+  subjectKeyIdExtension,
 } from './der';
 import { randomSerial } from './serial';
 
@@ -50,17 +53,7 @@ async function buildCaCertificate(spec: CaCertificateSpec): Promise<Uint8Array> 
   cert.subjectPublicKeyInfo = new pkijs.PublicKeyInfo({ schema: parseDer(spki) });
   cert.extensions = [
     extension(OID.keyUsage, true, KU_CERT_SIGN_CRL_SIGN),
-    ...(spec.codeSigningEku
-      ? [
-          extension(
-            OID.extKeyUsage,
-            false,
-            new asn1js.Sequence({
-              value: [new asn1js.ObjectIdentifier({ value: OID.codeSigning })],
-            }).toBER(false),
-          ),
-        ]
-      : []),
+    ...(spec.codeSigningEku ? [codeSigningEkuExtension()] : []),
     extension(
       OID.basicConstraints,
       true,
@@ -68,23 +61,8 @@ async function buildCaCertificate(spec: CaCertificateSpec): Promise<Uint8Array> 
         value: [new asn1js.Boolean({ value: true }), new asn1js.Integer({ value: spec.pathLen })],
       }).toBER(false),
     ),
-    extension(
-      OID.subjectKeyIdentifier,
-      false,
-      new asn1js.OctetString({ valueHex: keyIdentifier(spki) }).toBER(false),
-    ),
-    extension(
-      OID.authorityKeyIdentifier,
-      false,
-      new asn1js.Sequence({
-        value: [
-          new asn1js.Primitive({
-            idBlock: { tagClass: 3, tagNumber: 0 },
-            valueHex: keyIdentifier(issuerSpki),
-          }),
-        ],
-      }).toBER(false),
-    ),
+    subjectKeyIdExtension(spki),
+    authorityKeyIdExtension(keyIdentifier(issuerSpki)),
   ];
   const tbs = new Uint8Array(cert.encodeTBS().toBER(false));
   return assembleCertificate(tbs, algorithm, await spec.signer.sign(tbs));

@@ -165,3 +165,25 @@ export function subjectKeyIdOf(certDer: Uint8Array): Uint8Array | undefined {
   if (!(value instanceof asn1js.OctetString)) throw new Error('malformed SubjectKeyIdentifier');
   return new Uint8Array(value.valueBlock.valueHexView);
 }
+
+/** EKU codeSigning only (leaves, and issuing CAs per Fulcio's chain profile). */
+export function codeSigningEkuExtension(): pkijs.Extension {
+  const value = new asn1js.Sequence({
+    value: [new asn1js.ObjectIdentifier({ value: OID.codeSigning })],
+  });
+  return extension(OID.extKeyUsage, false, value.toBER(false));
+}
+
+/** SubjectKeyIdentifier: SHA-1 of the certificate's own key bits. */
+export function subjectKeyIdExtension(spki: Uint8Array): pkijs.Extension {
+  const value = new asn1js.OctetString({ valueHex: keyIdentifier(spki) });
+  return extension(OID.subjectKeyIdentifier, false, value.toBER(false));
+}
+
+/** AuthorityKeyIdentifier with only the [0] keyIdentifier: the issuer's SKI. */
+export function authorityKeyIdExtension(keyId: Uint8Array): pkijs.Extension {
+  const value = new asn1js.Sequence({
+    value: [new asn1js.Primitive({ idBlock: { tagClass: 3, tagNumber: 0 }, valueHex: keyId })],
+  });
+  return extension(OID.authorityKeyIdentifier, false, value.toBER(false));
+}

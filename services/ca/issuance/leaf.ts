@@ -3,12 +3,14 @@ import * as pkijs from 'pkijs';
 import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
 import {
   OID,
+  authorityKeyIdExtension,
   certificateTime,
+  codeSigningEkuExtension,
   encodeSerial,
   extension,
-  keyIdentifier,
   name,
   parseDer,
+  subjectKeyIdExtension,
 } from './der';
 
 /**
@@ -31,9 +33,6 @@ export interface LeafFields {
 }
 
 const KU_DIGITAL_SIGNATURE = Uint8Array.from([0x03, 0x02, 0x07, 0x80]);
-const EKU_CODE_SIGNING = new asn1js.Sequence({
-  value: [new asn1js.ObjectIdentifier({ value: OID.codeSigning })],
-});
 
 export function subjectAltName(identity: CertificateIdentity): ArrayBuffer {
   const { type, value } = identity.san;
@@ -85,24 +84,9 @@ export function buildLeafTbs(fields: LeafFields): Uint8Array {
   cert.subjectPublicKeyInfo = new pkijs.PublicKeyInfo({ schema: parseDer(fields.spki) });
   cert.extensions = [
     extension(OID.keyUsage, true, KU_DIGITAL_SIGNATURE),
-    extension(OID.extKeyUsage, false, EKU_CODE_SIGNING.toBER(false)),
-    extension(
-      OID.subjectKeyIdentifier,
-      false,
-      new asn1js.OctetString({ valueHex: keyIdentifier(fields.spki) }).toBER(false),
-    ),
-    extension(
-      OID.authorityKeyIdentifier,
-      false,
-      new asn1js.Sequence({
-        value: [
-          new asn1js.Primitive({
-            idBlock: { tagClass: 3, tagNumber: 0 },
-            valueHex: fields.authorityKeyId,
-          }),
-        ],
-      }).toBER(false),
-    ),
+    codeSigningEkuExtension(),
+    subjectKeyIdExtension(fields.spki),
+    authorityKeyIdExtension(fields.authorityKeyId),
     // Critical because the subject is empty (RFC 5280 §4.2.1.6).
     extension(OID.subjectAltName, true, subjectAltName(fields.identity)),
     ...fulcioExtensions(fields.identity),
