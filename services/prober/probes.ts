@@ -221,14 +221,21 @@ interface ProbeKey {
   readonly privateKey: KeyObject;
   readonly pem: string;
   readonly spki: Buffer;
+  /** The proof of possession: a DER ECDSA-SHA256 signature over the token's identity. */
+  readonly proof: Buffer;
 }
 
-function freshKey(): ProbeKey {
+/** A fresh P-256 key and its proof for this token, as a signing client makes them. */
+function freshKey(token: string): ProbeKey {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   return {
     privateKey,
     pem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
     spki: publicKey.export({ type: 'spki', format: 'der' }),
+    proof: sign('sha256', Buffer.from(identityName(token)), {
+      key: privateKey,
+      dsaEncoding: 'der',
+    }),
   };
 }
 
@@ -255,11 +262,7 @@ export async function probeSigningCertV2(
   roots: readonly X509Certificate[],
   now: () => Date,
 ): Promise<void> {
-  const key = freshKey();
-  const proof = sign('sha256', Buffer.from(identityName(token)), {
-    key: key.privateKey,
-    dsaEncoding: 'der',
-  });
+  const key = freshKey(token);
   const answer = await exchange(http, '/api/v2/signingCert', {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json' },
@@ -267,7 +270,7 @@ export async function probeSigningCertV2(
       credentials: { oidcIdentityToken: token },
       publicKeyRequest: {
         publicKey: { algorithm: 'ECDSA', content: key.pem },
-        proofOfPossession: proof.toString('base64'),
+        proofOfPossession: key.proof.toString('base64'),
       },
     }),
   });
@@ -288,11 +291,7 @@ export async function probeSigningCertV1(
   roots: readonly X509Certificate[],
   now: () => Date,
 ): Promise<void> {
-  const key = freshKey();
-  const proof = sign('sha256', Buffer.from(identityName(token)), {
-    key: key.privateKey,
-    dsaEncoding: 'der',
-  });
+  const key = freshKey(token);
   const answer = await exchange(http, '/api/v1/signingCert', {
     method: 'POST',
     headers: {
@@ -302,7 +301,7 @@ export async function probeSigningCertV1(
     },
     body: JSON.stringify({
       publicKey: { content: Buffer.from(key.pem).toString('base64'), algorithm: 'ecdsa' },
-      signedEmailAddress: proof.toString('base64'),
+      signedEmailAddress: key.proof.toString('base64'),
     }),
   });
   expectStatus(answer, 201);
