@@ -334,14 +334,18 @@ const REFUSAL_REASON: Partial<Record<CaError['code'], string>> = {
 
 function toCaError(err: unknown): CaError {
   if (isCaError(err)) return err;
-  const typed = err as { type?: string; status?: number } | undefined;
-  // body-parser's errors: the size cap, or a body cut short.
+  const typed = err as { type?: string; code?: string; status?: number } | undefined;
+  // body-parser's errors: the size cap, or a body cut short. A Content-Encoding the body
+  // does not match (gzip that is not gzip) is a client error too, though body-parser gives
+  // it no `type`: it wraps the zlib error (code Z_DATA_ERROR, ...) with status 400.
   if (typed?.type === 'entity.too.large')
     return new CaError('request_too_large', 'request body over the limit');
-  if (typed?.type && typed.status !== undefined && typed.status < 500) {
-    return new CaError('invalid_request', `body could not be read: ${typed.type}`, {
-      clientMessage: 'The request body could not be parsed',
-    });
+  if (typed?.status !== undefined && typed.status >= 400 && typed.status < 500) {
+    return new CaError(
+      'invalid_request',
+      `body could not be read: ${typed.type ?? typed.code ?? 'error'}`,
+      { clientMessage: 'The request body could not be parsed' },
+    );
   }
   return new CaError(
     'internal',
