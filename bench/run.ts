@@ -32,6 +32,7 @@ const repoRoot = resolve(__dirname, '..', '..');
 const mainJs = join(repoRoot, 'dist/services/ca/main.js');
 const peerJs = join(repoRoot, 'dist/bench/peer-server.js');
 const expressJs = join(repoRoot, 'dist/bench/express-server.js');
+const transportJs = join(repoRoot, 'dist/bench/transport-server.js');
 
 interface Profile {
   readonly smoke: boolean;
@@ -474,6 +475,30 @@ function renderReport(r: Report): string {
     '',
   );
 
+  // Where the CPU per certificate goes, from the parts measured in this run.
+  const transport = byName.get('transport floor: node:http only');
+  const postSignCheck = r.micro.steps.find((s) =>
+    s.name.startsWith('of which: signature verify with the issuing key'),
+  );
+  if (main && transport && postSignCheck) {
+    const transportUs = usPerCert(transport);
+    const reachable = floorUs + postSignCheck.cpuUs + transportUs;
+    const rest = usPerCert(main) - reachable;
+    lines.push(
+      '### Where the CPU per certificate goes (mayfly v2)',
+      '',
+      '| part | CPU µs per certificate | ÷ floor |',
+      '|---|---:|---:|',
+      `| the floor (token signature, key import, proof of possession, CA signature) | ${fmt(floorUs, 1)} | 1.00 |`,
+      `| the check of the CA’s signature on every certificate before it leaves (Go’s x509.CreateCertificate, hence Fulcio, makes it too) | ${fmt(postSignCheck.cpuUs, 1)} | ${fmt(postSignCheck.cpuUs / floorUs, 2)} |`,
+      `| HTTP on loopback, at best (the transport floor scenario) | ${fmt(transportUs, 1)} | ${fmt(transportUs / floorUs, 2)} |`,
+      `| **sum: the least a Fulcio-equivalent CA over HTTP costs here** | **${fmt(reachable, 1)}** | **${fmt(reachable / floorUs, 2)}** |`,
+      `| everything else mayfly does (claims, identity, key policy, certificate, lint, logs, audit, metrics, GC) | ${fmt(rest, 1)} | ${fmt(rest / floorUs, 2)} |`,
+      `| mayfly v2 | ${fmt(usPerCert(main), 1)} | ${fmt(usPerCert(main) / floorUs, 2)} |`,
+      '',
+    );
+  }
+
   // Curve
   lines.push(
     '## Latency versus load (mayfly v2, one process)',
@@ -680,6 +705,12 @@ async function main(): Promise<void> {
     'mayfly v2 through Express',
     'the same app with the signing routes served by the Express router instead of the node:http fast path (bench/express-server.ts): what Express costs',
     () => startScript('express', expressJs, dir, baseEnv),
+    v2,
+  );
+  scenario(
+    'transport floor: node:http only',
+    'node:http reading and JSON-parsing the same v2 bodies and answering each with a canned 200 of the size of mayfly’s answer, no cryptography, no logs (bench/transport-server.ts) (closed loop like the others: it answers some twenty times as many requests per second as mayfly, and a busy peer makes each write cheaper, so this is the least HTTP can cost here; offered at mayfly’s rate instead it costs about 1.5 times as much)',
+    () => startScript('transport', transportJs, dir, {}),
     v2,
   );
   scenario(

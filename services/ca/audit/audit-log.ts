@@ -1,7 +1,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import pino from 'pino';
 import type { CertificateIdentity } from '../common/certificate-identity';
-import { REDACT_PATHS } from '../common/logger';
+import { baseLoggerOptions } from '../common/logger';
 
 /**
  * The audit log: one JSON line per signing request's outcome — a certificate issued, a
@@ -11,7 +11,7 @@ import { REDACT_PATHS } from '../common/logger';
  *
  * What it never holds: an identity token, a proof of possession, a CSR or any key. It gets
  * only the fields below (the certificate is reduced to fingerprints and names here), and
- * the operational log's redaction paths apply as a second line of defence.
+ * the operational log's censoring of secret keys applies as a second line of defence.
  */
 
 export type AuditLogger = pino.Logger;
@@ -24,12 +24,7 @@ export type AuditLogger = pino.Logger;
 export function createAuditLogger(
   options: { file?: string | undefined; destination?: pino.DestinationStream } = {},
 ): AuditLogger {
-  const loggerOptions: pino.LoggerOptions = {
-    level: 'info',
-    base: { service: 'mayfly', log: 'audit' },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
-  };
+  const loggerOptions = baseLoggerOptions('info', { service: 'mayfly', log: 'audit' });
   const destination =
     options.destination ??
     (options.file

@@ -67,8 +67,16 @@ function route(handler: Handler) {
   };
 }
 
+/** The CA chain's PEMs, encoded once per chain (a chain is replaced whole on a CA reload). */
+const chainPemCache = new WeakMap<readonly Uint8Array[], readonly string[]>();
+
 function chainPems(result: SigningResult): string[] {
-  return [result.der, ...result.chain].map(trimmedPem);
+  let chain = chainPemCache.get(result.chain);
+  if (!chain) {
+    chain = result.chain.map(trimmedPem);
+    chainPemCache.set(result.chain, chain);
+  }
+  return [trimmedPem(result.der), ...chain];
 }
 
 export function createApiApp(deps: ApiDeps): express.Express {
@@ -275,9 +283,15 @@ async function signed(
   exchange: Exchange,
   request: Parameters<RegistrationAuthority['createSigningCertificate']>[0],
 ) {
-  // Kept for the audit line of a refusal; the token itself is never kept.
-  exchange.claimedIssuer = deps.issuerLookup?.claimedIssuer(request.token);
-  const result = await deps.ra.createSigningCertificate(request);
+  let result;
+  try {
+    result = await deps.ra.createSigningCertificate(request);
+  } catch (err) {
+    // For the audit line of a refusal (read only then: it costs a token decode); the token
+    // itself is never kept.
+    exchange.claimedIssuer = deps.issuerLookup?.claimedIssuer(request.token);
+    throw err;
+  }
   const { principal } = result;
   deps.metrics.certificatesIssued.inc({
     issuer: deps.issuerLookup?.issuerLabel(principal.issuer) ?? 'unknown',

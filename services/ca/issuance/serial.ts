@@ -1,4 +1,27 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
+
+/**
+ * Random bytes for serials, drawn from OpenSSL's CSPRNG a page at a time: one call per
+ * serial cost more than assembling the certificate (each call pays OpenSSL's DRBG locking
+ * and provider lookup), and serials are public, so holding the next few in memory is
+ * harmless.
+ */
+const POOL_BYTES = 4096;
+const pool = Buffer.alloc(POOL_BYTES);
+let used = POOL_BYTES;
+
+function randomOctets(count: number): Buffer {
+  if (used + count > POOL_BYTES) {
+    randomFillSync(pool);
+    used = 0;
+  }
+  // A copy: the pool is refilled in place.
+  const out = Buffer.from(pool.subarray(used, used + count));
+  // Spent bytes are overwritten so no serial can be handed out twice.
+  pool.fill(0, used, used + count);
+  used += count;
+  return out;
+}
 
 /**
  * A random positive serial of at most 20 octets (RFC 5280 §4.1.2.2), like Fulcio's
@@ -6,9 +29,9 @@ import { randomBytes } from 'node:crypto';
  */
 export function randomSerial(): Uint8Array {
   for (;;) {
-    const bytes = randomBytes(20);
+    const bytes = randomOctets(20);
     bytes[0] = bytes[0]! & 0x7f;
-    if (bytes.some((b) => b !== 0)) return new Uint8Array(bytes);
+    if (bytes.some((b) => b !== 0)) return new Uint8Array(bytes.buffer, bytes.byteOffset, 20);
   }
 }
 

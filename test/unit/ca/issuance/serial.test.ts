@@ -27,6 +27,13 @@ describe('randomSerial', () => {
     expect(new Set(serials.map((s) => hex(s))).size).toBe(serials.length);
   });
 
+  test('keeps its value while later serials are drawn (across a refill of the random pool)', () => {
+    const first = randomSerial();
+    const before = hex(first);
+    for (let i = 0; i < 500; i++) randomSerial();
+    expect(hex(first)).toBe(before);
+  });
+
   test('uses the whole 159-bit range: the leading octet takes high and low values', () => {
     // With 256 uniform draws, all leading octets below 0x40 (or all at or above) has
     // probability 2^-256: a failure means the range is truncated.
