@@ -157,11 +157,11 @@ export async function createApp(
       metrics.signerDuration.observe({ result }, seconds),
   };
   if (overrides.signer) {
-    ca = new CertificateAuthority(overrides.signer, signing);
+    ca = new CertificateAuthority(overrides.signer, signing, config.ca.signTimeoutMs);
     observeCa(metrics, overrides.signer.chain, 1);
   } else {
     const made = await createSignerSource(config, clock, logger, metrics, overrides.ephemeralCa);
-    ca = new CertificateAuthority(made.source, signing);
+    ca = new CertificateAuthority(made.source, signing, config.ca.signTimeoutMs);
     closeCa = made.close;
   }
   metrics.trackCaChains(

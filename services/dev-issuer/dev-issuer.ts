@@ -31,8 +31,20 @@ export interface MintOptions {
   readonly issuer?: string;
 }
 
-/** What the JWKS endpoint serves: the keys, nothing (down), or garbage. */
-export type JwksMode = 'normal' | 'down' | 'garbage';
+/**
+ * What the JWKS endpoint serves, for fault tests:
+ * - `normal`: the keys;
+ * - `down`: HTTP 503;
+ * - `garbage`: a body that is not JSON;
+ * - `no-keys`: JSON without a `keys` member;
+ * - `junk-keys`: a `keys` array whose entries are objects but no usable key;
+ * - `slow`: the keys, but only after `jwksDelayMs` (headers and body held back);
+ * - `stall`: headers and the first bytes of the body at once, the rest after `jwksDelayMs`.
+ */
+export type JwksMode = 'normal' | 'down' | 'garbage' | 'no-keys' | 'junk-keys' | 'slow' | 'stall';
+
+/** What the discovery endpoint serves: the document, or HTTP 503. */
+export type DiscoveryMode = 'normal' | 'down';
 
 export interface DevIssuer {
   readonly url: string;
@@ -41,9 +53,18 @@ export interface DevIssuer {
   /** A token for an email identity with email_verified set, as real IdPs issue. */
   mintEmail(email: string, options?: MintOptions): Promise<string>;
   setJwksMode(mode: JwksMode): void;
+  setDiscoveryMode(mode: DiscoveryMode): void;
   /** Replaces the signing keys (old tokens then fail once the CA refetches the JWKS). */
   rotateKeys(): Promise<void>;
+  /** Requests that arrived (counted on arrival, whatever the mode answers). */
   readonly requests: { discovery: number; jwks: number };
+  /**
+   * Stops listening and drops every open connection: clients then get "connection
+   * refused" (not an HTTP error) until `listenAgain()`.
+   */
+  stopListening(): Promise<void>;
+  /** Listens again on the same address and port. */
+  listenAgain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -66,6 +87,8 @@ export interface DevIssuerOptions {
   readonly jwksUri?: (issuerUrl: string) => string;
   /** Sees every request (tests check headers such as Authorization). */
   readonly onRequest?: (req: IncomingMessage) => void;
+  /** How long the `slow` and `stall` JWKS modes hold the answer back (default 60 s). */
+  readonly jwksDelayMs?: number;
 }
 
 interface KeyEntry {
@@ -96,6 +119,18 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
   const clientId = options.clientId ?? 'sigstore';
   let keys = await Promise.all([makeKey('ES256'), makeKey('RS256')]);
   let jwksMode: JwksMode = 'normal';
+  let discoveryMode: DiscoveryMode = 'normal';
+  const jwksDelayMs = options.jwksDelayMs ?? 60_000;
+  /** Answers the slow modes hold back; stopListening() and close() drop them. */
+  const held = new Set<NodeJS.Timeout>();
+  const hold = (res: ServerResponse, fn: () => void): void => {
+    const timer = setTimeout(() => {
+      held.delete(timer);
+      // The client may have given up meanwhile.
+      if (!res.destroyed) fn();
+    }, jwksDelayMs);
+    held.add(timer);
+  };
   const requests = { discovery: 0, jwks: 0 };
   let url = '';
 
@@ -112,12 +147,56 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
     return jwt.sign(key.privateKey);
   };
 
+  const serveJwks = (res: ServerResponse): void => {
+    const served = keys.map((k) => k.jwk);
+    switch (jwksMode) {
+      case 'down':
+        json(res, 503, { error: 'unavailable' });
+        return;
+      case 'garbage':
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"keys": [garbage');
+        return;
+      case 'no-keys':
+        json(res, 200, { issuer: url, note: 'no keys member' });
+        return;
+      case 'junk-keys':
+        json(res, 200, {
+          keys: [
+            { kty: 'junk', kid: 'junk-1', use: 'sig' },
+            { kty: 'EC', crv: 'P-256', kid: 'junk-2', alg: 'ES256', x: '!!', y: 'AA' },
+            { kty: 'RSA', kid: 'junk-3', alg: 'RS256', n: 'AQAB' },
+          ],
+        });
+        return;
+      case 'slow':
+        hold(res, () => json(res, 200, { keys: served }));
+        return;
+      case 'stall': {
+        const text = JSON.stringify({ keys: served });
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+        });
+        res.write(text.slice(0, 10));
+        hold(res, () => res.end(text.slice(10)));
+        return;
+      }
+      default:
+        json(res, 200, { keys: served });
+    }
+  };
+
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     options.onRequest?.(req);
     const wellKnown = '/.well-known/openid-configuration';
     if (path === wellKnown || (options.tenants && path.endsWith(wellKnown))) {
       requests.discovery++;
+      if (discoveryMode === 'down') {
+        json(res, 503, { error: 'unavailable' });
+        return;
+      }
       const issuerUrl = url + path.slice(0, -wellKnown.length);
       json(res, 200, {
         issuer: issuerUrl,
@@ -132,11 +211,7 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
     }
     if (path === '/keys' || (options.tenants && path.endsWith('/keys'))) {
       requests.jwks++;
-      if (jwksMode === 'down') json(res, 503, { error: 'unavailable' });
-      else if (jwksMode === 'garbage') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"keys": [garbage');
-      } else json(res, 200, { keys: keys.map((k) => k.jwk) });
+      serveJwks(res);
       return;
     }
     if (path === '/token' && options.tokenEndpoint && req.method === 'GET') {
@@ -154,10 +229,26 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
   };
 
   const server = options.tls ? createHttpsServer(options.tls, handle) : createServer(handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => resolve());
-  });
+  const listenOn = (port: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  const stopListening = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      for (const timer of held) clearTimeout(timer);
+      held.clear();
+      if (!server.listening) {
+        resolve();
+        return;
+      }
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  await listenOn(options.port ?? 0);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const publicHost = options.publicHost ?? host;
@@ -188,14 +279,15 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
     setJwksMode: (mode) => {
       jwksMode = mode;
     },
+    setDiscoveryMode: (mode) => {
+      discoveryMode = mode;
+    },
     rotateKeys: async () => {
       keys = await Promise.all([makeKey('ES256'), makeKey('RS256')]);
     },
     requests,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    stopListening,
+    listenAgain: () => (server.listening ? Promise.resolve() : listenOn(port)),
+    close: stopListening,
   };
 }

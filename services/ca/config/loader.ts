@@ -54,6 +54,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_CA_NEXT_CERT', path: ['ca', 'nextCert'], kind: 'path' },
   { env: 'MAYFLY_CA_PREVIOUS_CERT', path: ['ca', 'previousCert'], kind: 'path' },
   { env: 'MAYFLY_CA_RELOAD_INTERVAL_MS', path: ['ca', 'reloadIntervalMs'], kind: 'int' },
+  { env: 'MAYFLY_CA_SIGN_TIMEOUT_MS', path: ['ca', 'signTimeoutMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
   { env: 'MAYFLY_WORKERS', path: ['workers'], kind: 'int' },

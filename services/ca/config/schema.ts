@@ -71,6 +71,11 @@ export const serverConfigSchema = z
          * 0 turns reloading off.
          */
         reloadIntervalMs: z.number().int().min(0).max(86400000).optional(),
+        /**
+         * How long one signature may take before the request fails with Fulcio's 500 (a
+         * KMS or HSM that hangs must not hold requests open until their clients give up).
+         */
+        signTimeoutMs: z.number().int().min(1).max(600000).default(10000),
       })
       .strict()
       // Checked here rather than on the whole config: zod skips an object's refinements
@@ -91,7 +96,7 @@ export const serverConfigSchema = z
             message: 'required when ca.type is file',
           });
       })
-      .default({ type: 'ephemeral' }),
+      .default({ type: 'ephemeral', signTimeoutMs: 10000 }),
     shutdownGraceMs: z.number().int().min(0).max(600000).default(25000),
     /** After SIGTERM, how long to keep serving while reporting not-ready, before closing. */
     shutdownDelayMs: z.number().int().min(0).max(600000).default(0),

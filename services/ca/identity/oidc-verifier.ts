@@ -1,18 +1,21 @@
+import { KeyObject, createPublicKey, type JsonWebKey } from 'node:crypto';
 import {
   createRemoteJWKSet,
   customFetch,
   errors as joseErrors,
-  jwtVerify,
+  type JWSHeaderParameters,
   type JWTPayload,
 } from 'jose';
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
+import { decodeJws, jwsSignatureVerifies, type DecodedJws } from './jws';
 
 /**
  * Verifies tokens of one concrete issuer: OIDC discovery (whose `issuer` must equal the
  * configured URL), a JWKS cached without expiry and refetched only for an unknown `kid`
  * after a cooldown (go-oidc's behaviour, and it keeps a random-`kid` flood from turning
- * into a fetch per request), and jose for the signature and claims.
+ * into a fetch per request). jose finds the key; node:crypto checks the signature (jws.ts)
+ * and the claims are checked here.
  */
 
 /** Asymmetric algorithms only: `none` and HMAC can never verify an identity token. */
@@ -122,15 +125,22 @@ export class OidcVerifier {
     return this.pending;
   }
 
-  /** `fetchImpl`, timed and reported to `onFetch` as a fetch of `document`. */
-  private observedFetch(document: FetchDocument): FetchLike {
+  /**
+   * `fetchImpl`, timed and reported to `onFetch` as a fetch of `document`; `finish` (which
+   * may read the body) counts as part of the fetch, so a body that stalls past the timeout
+   * or fails its check is reported as such, not as `ok`.
+   */
+  private observedFetch(
+    document: FetchDocument,
+    finish: (response: Response) => Promise<Response> = (response) => Promise.resolve(response),
+  ): FetchLike {
     const { onFetch } = this.options;
-    if (!onFetch) return this.fetchImpl;
+    if (!onFetch) return async (input, init) => finish(await this.fetchImpl(input, init));
     return async (input, init) => {
       const started = performance.now();
       const seconds = () => (performance.now() - started) / 1000;
       try {
-        const response = await this.fetchImpl(input, init);
+        const response = await finish(await this.fetchImpl(input, init));
         // Redirects are followed by fetchJson and counted as their own fetches.
         onFetch(document, response.status < 400 ? 'ok' : 'error', seconds());
         return response;
@@ -179,7 +189,7 @@ export class OidcVerifier {
    * client does); a redirect elsewhere fails the fetch.
    */
   private jwksFetch(): FetchLike {
-    const fetchJwks = this.observedFetch('jwks');
+    const fetchJwks = this.observedFetch('jwks', checkedJwks);
     return async (input, init) => {
       let url = this.checkedUrl(input instanceof Request ? input.url : String(input));
       for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -247,40 +257,145 @@ export class OidcVerifier {
         'discovery',
       );
     }
-    const now = this.options.clock.now();
-    let payload: JWTPayload;
+    let jws: DecodedJws;
     try {
-      ({ payload } = await jwtVerify(token, discovered.jwks, {
-        issuer: this.issuerUrl,
-        audience: this.clientId,
-        algorithms: [...discovered.algorithms],
-        requiredClaims: ['exp'],
-        clockTolerance: NOT_BEFORE_LEEWAY_SECONDS,
-        currentDate: now,
-      }));
+      jws = decodeJws(token);
+    } catch (err) {
+      throw new TokenVerificationError((err as Error).message, 'signature');
+    }
+    const alg = jws.header.alg as string;
+    if (!discovered.algorithms.includes(alg)) {
+      throw new TokenVerificationError(`algorithm ${alg} not allowed`, 'signature');
+    }
+    let keys: KeyObject[];
+    try {
+      keys = await candidateKeys(discovered.jwks, jws);
     } catch (err) {
       throw classify(err);
     }
-    // jose's tolerance is symmetric; Fulcio gives `exp` none.
-    if (typeof payload.exp !== 'number' || payload.exp * 1000 < now.getTime()) {
-      throw new TokenVerificationError(`token is expired (exp ${String(payload.exp)})`, 'expired');
+    if (!keys.some((key) => jwsSignatureVerifies(alg, key, jws.signingInput, jws.signature))) {
+      throw new TokenVerificationError('signature verification failed', 'signature');
     }
-    return payload;
+    return checkClaims(jws.payload, this.issuerUrl, this.clientId, this.options.clock.now());
   }
 }
 
+/** KeyObjects for jose's cached CryptoKeys, made once per key. */
+type JoseKey = Awaited<ReturnType<Discovered['jwks']>>;
+const keyObjects = new WeakMap<JoseKey, KeyObject>();
+
+function keyObjectOf(key: JoseKey): KeyObject {
+  let keyObject = keyObjects.get(key);
+  if (!keyObject) {
+    keyObject = KeyObject.from(key);
+    keyObjects.set(key, keyObject);
+  }
+  return keyObject;
+}
+
+/**
+ * The issuer's keys that may have signed the token: jose matches `kid` and `alg` against
+ * the cached JWKS (refetching it, after the cooldown, for a kid it does not know). A JWKS
+ * with several matching keys (no kid) yields them all, as jose's own jwtVerify tries each.
+ */
+async function candidateKeys(jwks: Discovered['jwks'], jws: DecodedJws): Promise<KeyObject[]> {
+  const header = jws.header as JWSHeaderParameters;
+  try {
+    return [keyObjectOf(await jwks(header))];
+  } catch (err) {
+    if (!(err instanceof joseErrors.JWKSMultipleMatchingKeys)) throw err;
+    const keys: KeyObject[] = [];
+    for await (const key of err) keys.push(keyObjectOf(key));
+    return keys;
+  }
+}
+
+/**
+ * The claim checks go-oidc makes (and jose made here before): `iss` equals the issuer,
+ * `aud` names the client id, `exp` is present and not past (no leeway, as Fulcio), `nbf`
+ * at most five minutes ahead, and the registered time claims are numbers.
+ */
+export function checkClaims(
+  payload: Readonly<Record<string, unknown>>,
+  issuerUrl: string,
+  clientId: string,
+  now: Date,
+): JWTPayload {
+  const { iss, aud, exp, nbf, iat } = payload;
+  if (iss === undefined) throw new TokenVerificationError('token has no iss claim', 'issuer');
+  if (iss !== issuerUrl) {
+    throw new TokenVerificationError(`unexpected iss ${JSON.stringify(iss)}`, 'issuer');
+  }
+  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : undefined;
+  if (!audiences) throw new TokenVerificationError('token has no aud claim', 'audience');
+  if (!audiences.includes(clientId)) {
+    throw new TokenVerificationError(`audience does not name ${clientId}`, 'audience');
+  }
+  // A missing or malformed exp is counted with the expired ones, as it always was.
+  if (exp === undefined) throw new TokenVerificationError('token has no exp claim', 'expired');
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) {
+    throw new TokenVerificationError('exp is not a number', 'expired');
+  }
+  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) {
+    throw new TokenVerificationError('iat is not a number', 'claims');
+  }
+  if (nbf !== undefined) {
+    if (typeof nbf !== 'number' || !Number.isFinite(nbf)) {
+      throw new TokenVerificationError('nbf is not a number', 'not_yet_valid');
+    }
+    const nowSeconds = Math.floor(now.getTime() / 1000);
+    if (nbf > nowSeconds + NOT_BEFORE_LEEWAY_SECONDS) {
+      throw new TokenVerificationError(`token not valid before ${nbf}`, 'not_yet_valid');
+    }
+  }
+  if (exp * 1000 < now.getTime()) {
+    throw new TokenVerificationError(`token is expired (exp ${exp})`, 'expired');
+  }
+  return payload as JWTPayload;
+}
+
+const USABLE_KEY_TYPES = new Set(['EC', 'RSA', 'OKP']);
+
+function usableKey(jwk: unknown): boolean {
+  if (typeof jwk !== 'object' || jwk === null) return false;
+  const { kty } = jwk as { kty?: unknown };
+  if (typeof kty !== 'string' || !USABLE_KEY_TYPES.has(kty)) return false;
+  try {
+    createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A JWKS answer (HTTP 200) read whole and checked before jose sees it. jose replaces its
+ * cached key set with any `{"keys": [objects]}`, even when none of them is a key; a broken
+ * answer from the issuer (or a proxy in front of it) would then knock out the keys that
+ * were verifying until the next refetch. A key list with keys in it but no usable one
+ * is therefore a failed fetch, and the cached keys stay (go-oidc, hence Fulcio, keeps its
+ * cache when a JWKS does not parse). Anything else goes to jose unchanged, which refuses
+ * non-JSON and a missing `keys` itself, also keeping its cache.
+ */
+async function checkedJwks(response: Response): Promise<Response> {
+  if (response.status !== 200) return response;
+  const text = await response.text();
+  let keys: unknown;
+  try {
+    keys = (JSON.parse(text) as { keys?: unknown } | null)?.keys;
+  } catch {
+    keys = undefined;
+  }
+  if (Array.isArray(keys) && keys.length > 0 && !keys.some(usableKey)) {
+    throw new Error('JWKS answer has no usable key');
+  }
+  return new Response(text, { status: response.status, headers: response.headers });
+}
+
+/** An error from jose's key lookup: an unknown kid, or a JWKS that could not be had. */
 function classify(err: unknown): TokenVerificationError {
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof joseErrors.JWTExpired) return new TokenVerificationError(message, 'expired');
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    if (err.claim === 'aud') return new TokenVerificationError(message, 'audience');
-    if (err.claim === 'iss') return new TokenVerificationError(message, 'issuer');
-    if (err.claim === 'nbf') return new TokenVerificationError(message, 'not_yet_valid');
-    if (err.claim === 'exp') return new TokenVerificationError(message, 'expired');
-    return new TokenVerificationError(message, 'claims');
-  }
   if (err instanceof joseErrors.JWKSNoMatchingKey)
     return new TokenVerificationError(message, 'unknown_kid');
-  if (err instanceof joseErrors.JOSEError) return new TokenVerificationError(message, 'signature');
   return new TokenVerificationError(message, 'signature');
 }

@@ -99,6 +99,8 @@ export class CertificateAuthority {
   constructor(
     signer: CaSigner | SignerSource,
     private readonly observer?: SigningObserver,
+    /** How long one signature may take (a hung KMS or HSM fails the request, not holds it). */
+    private readonly signTimeoutMs = 10_000,
   ) {
     this.source = isSignerSource(signer) ? signer : fixedSource(signer);
     this.issuingCa(); // a CA without a chain fails here, at start
@@ -169,13 +171,23 @@ export class CertificateAuthority {
   private async timedSign(signer: CaSigner, tbs: Uint8Array): Promise<Uint8Array> {
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`the signer did not answer within ${this.signTimeoutMs} ms`)),
+        this.signTimeoutMs,
+      );
+    });
     try {
-      const signature = await signer.sign(tbs);
+      // A signature that arrives after the timeout is dropped: the request already failed.
+      const signature = await Promise.race([signer.sign(tbs), timeout]);
       this.observer?.signed('ok', seconds());
       return signature;
     } catch (err) {
       this.observer?.signed('error', seconds());
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

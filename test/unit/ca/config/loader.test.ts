@@ -56,7 +56,7 @@ describe('loadServerConfig defaults', () => {
     expect(config.metricsPort).toBe(2112);
     expect(config.host).toBe('0.0.0.0');
     expect(config.logLevel).toBe('info');
-    expect(config.ca).toEqual({ type: 'ephemeral' });
+    expect(config.ca).toEqual({ type: 'ephemeral', signTimeoutMs: 10000 });
     expect(config.maxRequestBytes).toBe(64 * 1024);
     expect(config.certificateLifetimeSeconds).toBe(600);
     expect(config.oidc).toEqual({
@@ -291,6 +291,7 @@ describe('loadServerConfig from the environment', () => {
     MAYFLY_CA_NEXT_CERT: { text: '/ca/next.pem', want: '/ca/next.pem' },
     MAYFLY_CA_PREVIOUS_CERT: { text: '/ca/previous.pem', want: '/ca/previous.pem' },
     MAYFLY_CA_RELOAD_INTERVAL_MS: { text: '5000', want: 5000 },
+    MAYFLY_CA_SIGN_TIMEOUT_MS: { text: '2500', want: 2500 },
     MAYFLY_SHUTDOWN_GRACE_MS: { text: '1000', want: 1000 },
     MAYFLY_SHUTDOWN_DELAY_MS: { text: '1500', want: 1500 },
     MAYFLY_WORKERS: { text: '4', want: 4 },
