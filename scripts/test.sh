@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: installs what the tests need (npm packages,
-# openssl, redis-server, promtool, cosign), checks types, lint and formatting, builds, and runs
-# every jest project (unit, integration, e2e). `npm test` runs this; so does CI.
+# openssl, redis-server, promtool, nginx, cosign), checks types, lint and formatting, builds,
+# and runs every jest project (unit, integration, e2e). `npm test` runs this; so does CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # promtool (Debian ships it in the prometheus package) runs the SLO rule tests.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# nginx fronts the replicas in the soak smoke test; Debian puts it in /usr/sbin, which a
+# normal user's PATH lacks.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian's packages"
   as_root apt-get update -qq

@@ -29,12 +29,13 @@ export async function makeFixtures(
   count: number,
   alg: DevAlgorithm = 'ES256',
   tag = 'job',
+  // Tokens last as long as a long benchmark (or soak); a CI token would last minutes.
+  expiresIn = 4 * 3600,
 ): Promise<Fixture[]> {
   const out: Fixture[] = [];
   for (let i = 0; i < count; i++) {
     const email = `ci-${tag}-${i}@builds.example.com`;
-    // Tokens last as long as a long benchmark; a CI token would last minutes.
-    const token = await issuer.mintEmail(email, { alg, expiresIn: 4 * 3600 });
+    const token = await issuer.mintEmail(email, { alg, expiresIn });
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
     const spki = publicKey.export({ type: 'spki', format: 'der' });

@@ -1,0 +1,98 @@
+import { join } from 'node:path';
+
+/**
+ * The soak's knobs, from flags first and SOAK_* environment variables second, so that CI
+ * and a person at a terminal can both shorten or slow a run without editing code.
+ */
+
+export interface SoakOptions {
+  /** How long the load runs, in milliseconds. */
+  readonly durationMs: number;
+  /** Requests per second offered (open loop: request i is due at i / rate). */
+  readonly rate: number;
+  /** Share of requests that must end with a certificate. */
+  readonly target: number;
+  /** Distinct identities (token + key + proof each), reused round-robin. */
+  readonly identities: number;
+  /** Client retries after the first attempt (network error or 5xx). */
+  readonly retries: number;
+  /** Folder for soak-<timestamp>.md (and soak-latest.md). */
+  readonly outDir: string;
+  /** Keep the scratch folder (logs, configs) even when the run passes. */
+  readonly keep: boolean;
+}
+
+export const DEFAULTS = {
+  durationMs: 10 * 60_000,
+  // About a tenth of one replica's measured peak (bench/results/latest.md): leaves the
+  // two cores room for three replicas, nginx, Redis and this process's own checks.
+  rate: 100,
+  target: 0.9999,
+  identities: 1000,
+  retries: 2,
+} as const;
+
+/** `90`, `90s`, `1.5m`, `10m`, `1h`, `500ms`: a bare number is seconds. */
+export function parseDuration(text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (!match) throw new Error(`not a duration: ${JSON.stringify(text)} (try 60s, 10m)`);
+  const value = Number(match[1]);
+  const unit = match[2] ?? 's';
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+  return Math.round(value * factor);
+}
+
+function positive(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}: expected a positive number`);
+  return value;
+}
+
+export function parseOptions(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  repoRoot: string,
+): SoakOptions {
+  const flags = new Map<string, string>();
+  const switches = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(arg)}`);
+    const eq = arg.indexOf('=');
+    if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1));
+    else if (arg === '--keep') switches.add('keep');
+    else {
+      const value = argv[i + 1];
+      if (value === undefined) throw new Error(`${arg} needs a value`);
+      flags.set(arg.slice(2), value);
+      i++;
+    }
+  }
+  const known = ['duration', 'rate', 'target', 'identities', 'retries', 'out'];
+  for (const name of flags.keys())
+    if (!known.includes(name)) throw new Error(`unknown flag --${name}`);
+  const pick = (flag: string, envName: string) => flags.get(flag) ?? env[envName];
+  const duration = pick('duration', 'SOAK_DURATION');
+  const rate = pick('rate', 'SOAK_RATE');
+  const target = pick('target', 'SOAK_TARGET');
+  const identities = pick('identities', 'SOAK_IDENTITIES');
+  const retries = pick('retries', 'SOAK_RETRIES');
+  const out = pick('out', 'SOAK_OUT');
+  const targetValue = target === undefined ? DEFAULTS.target : Number(target);
+  if (!(targetValue >= 0 && targetValue <= 1)) throw new Error('target: expected 0..1');
+  const retriesValue = retries === undefined ? DEFAULTS.retries : Number(retries);
+  if (!Number.isInteger(retriesValue) || retriesValue < 0 || retriesValue > 10)
+    throw new Error('retries: expected a whole number 0..10');
+  return {
+    durationMs: duration === undefined ? DEFAULTS.durationMs : parseDuration(duration),
+    rate: rate === undefined ? DEFAULTS.rate : positive('rate', rate),
+    target: targetValue,
+    identities:
+      identities === undefined
+        ? DEFAULTS.identities
+        : Math.max(2, Math.round(positive('identities', identities))),
+    retries: retriesValue,
+    outDir: out ?? join(repoRoot, 'bench/results'),
+    keep: switches.has('keep') || env.SOAK_KEEP === '1',
+  };
+}

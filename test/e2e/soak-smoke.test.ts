@@ -1,0 +1,110 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/**
+ * Keeps `npm run soak` working: the same program for thirty seconds, with the whole chaos
+ * schedule compressed into them (replicas killed and drained, two Redis failovers, the JWKS
+ * endpoint down), three replicas behind nginx, Redis behind Sentinel. Asserted: the report
+ * exists, every chaos step ran, every certificate was right, the share is computed from the
+ * counts, and the exit status agrees with the verdict. The share target is 99 % here (a few
+ * thousand requests on a shared CI machine); the ten-minute run holds 99.99 %.
+ */
+
+const repoRoot = resolve(__dirname, '../..');
+const soakJs = join(repoRoot, 'dist/bench/soak.js');
+
+jest.setTimeout(300_000);
+
+beforeAll(() => {
+  // `npm run soak` compiles the service and the bench folder the same way.
+  execFileSync(
+    process.execPath,
+    [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.bench.json'],
+    { cwd: repoRoot, stdio: 'inherit' },
+  );
+});
+
+interface Summary {
+  readonly requests: number;
+  readonly succeeded: number;
+  readonly failed: number;
+  readonly share: number;
+  readonly target: number;
+  readonly wrongCertificates: number;
+  readonly certificatesChecked: number;
+  readonly retries: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly stepsRun: number;
+  readonly stepsFailed: number;
+  readonly pass: boolean;
+}
+
+test('the soak runs its chaos schedule through nginx and checks every certificate', async () => {
+  expect(existsSync(soakJs)).toBe(true);
+  const out = mkdtempSync(join(tmpdir(), 'mayfly-soak-smoke-'));
+  const rate = 40;
+  const { code, stdout, stderr } = await new Promise<{
+    code: number;
+    stdout: string;
+    stderr: string;
+  }>((resolvePromise) => {
+    execFile(
+      process.execPath,
+      [soakJs, '--duration', '30s', '--rate', String(rate), '--target', '0.99', '--out', out],
+      { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024, timeout: 280_000 },
+      (err, so, se) =>
+        resolvePromise({
+          code: err ? (typeof err.code === 'number' ? err.code : -1) : 0,
+          stdout: so,
+          stderr: se,
+        }),
+    );
+  });
+  const files = readdirSync(out);
+  expect(files).toContain('soak-latest.md');
+  expect(files.filter((f) => /^soak-\d{4}-\d\d-\d\dT[\d-]+Z\.md$/.test(f))).toHaveLength(1);
+  const report = readFileSync(join(out, 'soak-latest.md'), 'utf8');
+  // The report is also what the command prints.
+  expect(stdout).toBe(report);
+  for (const section of [
+    '## Setup',
+    '## Outcome',
+    '## Certificates',
+    '## Replicas',
+    '## Schedule',
+    'kill -9 replica-a',
+    'SIGTERM replica-b',
+    'Redis: SENTINEL FAILOVER',
+    'Redis: kill -9 the primary',
+    'JWKS endpoint down',
+  ])
+    expect(report).toContain(section);
+
+  const line = /<!-- soak-summary (\{.*\}) -->/.exec(report);
+  expect(line).not.toBeNull();
+  const summary = JSON.parse(line![1]!) as Summary;
+  // Open loop: every request due in the 30 s was sent, and each got a final outcome.
+  expect(summary.requests).toBe(30 * rate);
+  expect(summary.succeeded + summary.failed).toBe(summary.requests);
+  expect(summary.share).toBeCloseTo(summary.succeeded / summary.requests, 10);
+  // Every answer with a certificate was checked, and none was wrong.
+  expect(summary.wrongCertificates).toBe(0);
+  expect(summary.certificatesChecked).toBe(summary.succeeded + summary.wrongCertificates);
+  expect(summary.stepsRun).toBe(11);
+  expect(summary.stepsFailed).toBe(0);
+  expect(summary.p50).toBeGreaterThan(0);
+  expect(summary.p50).toBeLessThanOrEqual(summary.p99);
+  expect(summary.p99).toBeLessThanOrEqual(summary.max);
+  expect(summary.share).toBeGreaterThanOrEqual(0.99);
+  // The exit status is the verdict.
+  expect({ code, pass: summary.pass, stderr: summary.pass ? '' : stderr }).toEqual({
+    code: 0,
+    pass: true,
+    stderr: '',
+  });
+  rmSync(out, { recursive: true, force: true });
+});
