@@ -1,10 +1,11 @@
 import {
+  KeyObject,
   X509Certificate,
   createPublicKey,
   generateKeyPairSync,
   sign,
   verify,
-  type KeyObject,
+  webcrypto,
 } from 'node:crypto';
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import pino from 'pino';
@@ -31,7 +32,7 @@ import { lintCertificate } from '../services/ca/issuance/lint';
 import { randomSerial } from '../services/ca/issuance/serial';
 import { AlgorithmPolicy } from '../services/ca/pop/algorithms';
 import { verifyProof } from '../services/ca/pop/proof';
-import { parsePublicKey } from '../services/ca/pop/public-key';
+import { importPublicKey, parsePublicKey } from '../services/ca/pop/public-key';
 import { RegistrationAuthority } from '../services/ca/ra/registration-authority';
 import { generateEphemeralKey } from '../services/ca/signer/signer';
 import type { DevIssuer } from '../services/dev-issuer/dev-issuer';
@@ -198,8 +199,25 @@ export async function runMicro(
     y: spki.subarray(59, 91).toString('base64url'),
   });
   const jwkImport = () => createPublicKey({ key: jwkOf(nextFixture().spki), format: 'jwk' });
-  await add('key', 'createPublicKey(JWK) P-256 (floor)', jwkImport);
-  await add('key', 'mayfly parsePublicKey(PEM) P-256', () => parsePublicKey(nextFixture().pem));
+  await add('key', 'createPublicKey(JWK) P-256', jwkImport);
+  // The cheapest import that still checks the point is on the curve (SEC1 decoding).
+  const rawImport = async (spki: Buffer): Promise<KeyObject> =>
+    KeyObject.from(
+      await webcrypto.subtle.importKey(
+        'raw',
+        spki.subarray(26),
+        { name: 'ECDSA', namedCurve: 'P-256' },
+        true,
+        ['verify'],
+      ),
+    );
+  await add('key', 'WebCrypto raw-point import P-256 (floor)', () => rawImport(nextFixture().spki));
+  await add('key', 'mayfly parsePublicKey(PEM) P-256 (JWK import)', () =>
+    parsePublicKey(nextFixture().pem),
+  );
+  await add('key', 'mayfly importPublicKey(PEM) P-256 (raw-point import, as served)', () =>
+    importPublicKey(nextFixture().pem),
+  );
 
   // --- proof of possession
   progress('proof of possession');
@@ -344,16 +362,16 @@ export async function runMicro(
   // --- the floor and whole pipelines
   progress('floor and pipelines');
   const caTbs = template.tbs(fields());
-  const floorStep = () => {
+  const floorStep = async () => {
     const f = nextFixture();
     tokenSignature();
-    const key: KeyObject = createPublicKey({ key: jwkOf(f.spki), format: 'jwk' });
+    const key = await rawImport(f.spki);
     verify('sha256', Buffer.from(f.email), { key, dsaEncoding: 'der' }, f.proof);
     return caSign(caTbs);
   };
   const floor = await add(
     'pipeline',
-    'FLOOR: ES256 token signature + P-256 JWK import + PoP verify + CA sign',
+    'FLOOR: ES256 token signature + P-256 raw-point import + PoP verify + CA sign',
     floorStep,
   );
   const floorJose = await add(
@@ -362,7 +380,7 @@ export async function runMicro(
     async () => {
       await jwtVerify(esToken, localJwks, { ...verifyOptions, algorithms: ['ES256'] });
       const f = nextFixture();
-      const key = createPublicKey({ key: jwkOf(f.spki), format: 'jwk' });
+      const key = await rawImport(f.spki);
       verify('sha256', Buffer.from(f.email), { key, dsaEncoding: 'der' }, f.proof);
       return caSign(caTbs);
     },

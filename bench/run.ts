@@ -473,7 +473,7 @@ function renderReport(r: Report): string {
   }
   lines.push('', ...r.scenarios.map((s) => `- **${s.name}**: ${s.what}`), '');
   lines.push(
-    `The floor: **${fmt(floorUs, 1)} µs** CPU per certificate in-process (${fmt(r.micro.floor.opsPerSecond)}/s on one core): the ES256 token’s signature checked with node:crypto, the client’s P-256 key imported (as a JWK: the cheapest import that still validates the point), the proof of possession verified, one ECDSA P-256 signature by the CA. With jose’s jwtVerify as the token check instead: ${fmt(r.micro.floorJose.cpuUs, 1)} µs (${fmt(r.micro.floorJose.opsPerSecond)}/s).`,
+    `The floor: **${fmt(floorUs, 1)} µs** CPU per certificate in-process (${fmt(r.micro.floor.opsPerSecond)}/s on one core): the ES256 token’s signature checked with node:crypto, the client’s P-256 key imported (its raw point through WebCrypto: the cheapest import that still checks the point is on the curve), the proof of possession verified, one ECDSA P-256 signature by the CA. With jose’s jwtVerify as the token check instead: ${fmt(r.micro.floorJose.cpuUs, 1)} µs (${fmt(r.micro.floorJose.opsPerSecond)}/s).`,
     '',
   );
 

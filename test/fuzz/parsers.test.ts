@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { CaError } from '../../services/ca/common/errors';
 import { IdentityConfigError, parseIdentityConfig } from '../../services/ca/config/identity-config';
 import { verifyCsr } from '../../services/ca/pop/csr';
-import { parsePublicKey } from '../../services/ca/pop/public-key';
+import { importPublicKey, parsePublicKey } from '../../services/ca/pop/public-key';
 import { flipBit, fuzzParams, guardUnhandledRejections, named } from '../helpers/fuzz';
 import { makeCsr, makeKey, type KeyKind } from '../helpers/keys';
 
@@ -117,6 +117,37 @@ describe('parsePublicKey under fuzzing', () => {
         ),
         (input) => {
           onlyThrows(() => parsePublicKey(input), CaError, KEY_CODES);
+        },
+      ),
+      fuzzParams(RUNS),
+    );
+  });
+});
+
+/** A parser's answer, comparable across the two: the SPKI and algorithm, or the refusal. */
+async function answerOf(parse: () => unknown): Promise<unknown> {
+  try {
+    const key = (await parse()) as { spki: Uint8Array; algorithm: unknown };
+    return { spki: Buffer.from(key.spki).toString('hex'), algorithm: key.algorithm };
+  } catch (err) {
+    expect(err).toBeInstanceOf(CaError);
+    return { code: (err as CaError).code, detail: (err as CaError).detail };
+  }
+}
+
+describe('importPublicKey under fuzzing', () => {
+  test('gives exactly the answer parsePublicKey gives for mutated SPKI DER and PEM', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(KINDS.length - 1),
+        byteMutations,
+        fc.boolean(),
+        async (k, ms, pem) => {
+          const der = apply(spkis[k]!, ms);
+          const content = pem ? toPem('PUBLIC KEY', der) : der;
+          expect(await answerOf(() => importPublicKey(content))).toEqual(
+            await answerOf(() => parsePublicKey(content)),
+          );
         },
       ),
       fuzzParams(RUNS),

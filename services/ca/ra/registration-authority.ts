@@ -7,7 +7,7 @@ import { randomSerial } from '../issuance/serial';
 import type { AlgorithmPolicy } from '../pop/algorithms';
 import { verifyCsr } from '../pop/csr';
 import { verifyProof } from '../pop/proof';
-import { parsePublicKey, type SubjectPublicKey } from '../pop/public-key';
+import { importPublicKey, type SubjectPublicKey } from '../pop/public-key';
 import type { LimitTable, Transaction } from '../ratelimit/limits';
 import { RateLimitUnavailableError, retryAfterSeconds, type Decision } from '../ratelimit/limiter';
 import { LIMIT, clientId, identityId } from './rate-limits';
@@ -71,7 +71,7 @@ export class RegistrationAuthority {
 
   async createSigningCertificate(request: SigningRequest): Promise<SigningResult> {
     const principal = await this.deps.identity.authenticate(request.token);
-    const key = this.verifyKey(request.key, principal);
+    const key = await this.verifyKey(request.key, principal);
     const limits = this.deps.rateLimiting?.limits();
     if (limits) {
       await this.spend([
@@ -135,14 +135,17 @@ export class RegistrationAuthority {
     );
   }
 
-  private verifyKey(material: KeyMaterial | undefined, principal: Principal) {
+  private async verifyKey(
+    material: KeyMaterial | undefined,
+    principal: Principal,
+  ): Promise<Pick<SubjectPublicKey, 'spki' | 'algorithm'>> {
     if (!material) throw new CaError('invalid_public_key', 'request names no public key');
     if (material.kind === 'csr') {
       const { key, hash } = verifyCsr(material.pem);
       this.deps.algorithms.assertPermitted(key.algorithm, hash);
       return key;
     }
-    const key = parsePublicKey(material.content);
+    const key = await importPublicKey(material.content);
     const hash = verifyProof(key, material.proof, principal.name);
     this.deps.algorithms.assertPermitted(key.algorithm, hash);
     return key;

@@ -1,6 +1,17 @@
-import { createECDH, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import {
+  createECDH,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  type KeyObject,
+} from 'node:crypto';
 import { CaError, type CaErrorCode } from '../../../../services/ca/common/errors';
-import { parsePublicKey, type SubjectPublicKey } from '../../../../services/ca/pop/public-key';
+import { verifyProof } from '../../../../services/ca/pop/proof';
+import {
+  importPublicKey,
+  parsePublicKey,
+  type SubjectPublicKey,
+} from '../../../../services/ca/pop/public-key';
 import { makeKey, toPem, weakKeys, type KeyKind } from '../../../helpers/keys';
 
 function spkiOf(key: KeyObject): Buffer {
@@ -245,5 +256,109 @@ describe('the JWK import of canonical EC and Ed25519 keys (the fast path)', () =
       expect(err).toBeInstanceOf(CaError);
     }
     if (spki) expect(Buffer.from(spki)).toEqual(canonical);
+  });
+});
+
+describe('importPublicKey (the raw-point import for canonical EC keys) agrees with parsePublicKey', () => {
+  /** The answer of a parser: the key's SPKI and algorithm, or the refusal's code and detail. */
+  async function answerOf(
+    parse: () => SubjectPublicKey | Promise<SubjectPublicKey>,
+  ): Promise<unknown> {
+    try {
+      const parsed = await parse();
+      return {
+        spki: Buffer.from(parsed.spki).toString('hex'),
+        algorithm: parsed.algorithm,
+        exported: parsed.key.export({ type: 'spki', format: 'der' }).toString('hex'),
+      };
+    } catch (err) {
+      expect(err).toBeInstanceOf(CaError);
+      return { code: (err as CaError).code, detail: (err as CaError).detail };
+    }
+  }
+
+  async function expectSameAnswer(content: Uint8Array | string): Promise<void> {
+    expect(await answerOf(() => importPublicKey(content))).toEqual(
+      await answerOf(() => parsePublicKey(content)),
+    );
+  }
+
+  function offCurve(der: Buffer): Buffer {
+    const bytes = Buffer.from(der);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0x01;
+    return bytes;
+  }
+
+  test.each<KeyKind>(['p256', 'p384', 'p521', 'rsa2048', 'ed25519'])(
+    'gives the same key, SPKI and algorithm for %s keys, as PEM and as DER',
+    async (kind) => {
+      for (let i = 0; i < 3; i++) {
+        const key = makeKey(kind);
+        await expectSameAnswer(key.pem);
+        await expectSameAnswer(spkiOf(key.publicKey));
+        await expectSameAnswer(Buffer.from(key.pem));
+      }
+    },
+  );
+
+  test('verifies a proof of possession with the key it imported', async () => {
+    const key = makeKey('p256');
+    const proof = sign('sha256', Buffer.from('ci@example.com'), {
+      key: key.privateKey,
+      dsaEncoding: 'der',
+    });
+    const imported = await importPublicKey(key.pem);
+    expect(verifyProof(imported, proof, 'ci@example.com')).toBe('sha256');
+    expect(() => verifyProof(imported, proof, 'other@example.com')).toThrow(CaError);
+  });
+
+  test.each<KeyKind>(['p256', 'p384', 'p521'])(
+    'refuses a %s point off the curve as insecure, with the same detail',
+    async (kind) => {
+      const der = offCurve(spkiOf(makeKey(kind).publicKey));
+      await expectSameAnswer(der);
+      await expectSameAnswer(toPem('PUBLIC KEY', der));
+      await expect(importPublicKey(der)).rejects.toMatchObject({ code: 'insecure_public_key' });
+    },
+  );
+
+  test('refuses the all-zero point, coordinates past the field prime, a hybrid point and a compressed point as parsePublicKey does', async () => {
+    const canonical = spkiOf(makeKey('p256').publicKey);
+    const prefix = canonical.subarray(0, 27);
+    const p = Buffer.from(
+      'ffffffff00000001000000000000000000000000ffffffffffffffffffffffff',
+      'hex',
+    );
+    const hybrid = Buffer.from(canonical);
+    hybrid[26] = 0x06;
+    for (const der of [
+      Buffer.concat([prefix, Buffer.alloc(64)]),
+      Buffer.concat([prefix, p, p]),
+      Buffer.concat([prefix, Buffer.alloc(32, 0xff), Buffer.alloc(32, 0xff)]),
+      hybrid,
+      compressedP256Spki(),
+      Buffer.concat([canonical, Buffer.from([0])]),
+    ]) {
+      await expectSameAnswer(der);
+    }
+  });
+
+  test('answers weak keys, PKCS#1 PEMs, other PEM types and garbage as parsePublicKey does', async () => {
+    for (const content of [
+      weakKeys.rsa1024().pem,
+      weakKeys.rsaExponent3().pem,
+      weakKeys.p224().pem,
+      weakKeys.offCurveP256Pem(),
+      toPem(
+        'RSA PUBLIC KEY',
+        makeKey('rsa2048').publicKey.export({ type: 'pkcs1', format: 'der' }),
+      ),
+      toPem('CERTIFICATE REQUEST', Buffer.from('not a request')),
+      '',
+      'neither PEM nor DER',
+      Buffer.from([0x30, 0x03, 0x02, 0x01]),
+    ]) {
+      await expectSameAnswer(content);
+    }
   });
 });
