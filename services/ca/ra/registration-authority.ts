@@ -1,5 +1,6 @@
 import type { Clock } from '../common/clock';
 import { CaError } from '../common/errors';
+import { nextTurn } from '../common/next-turn';
 import type { Logger } from '../common/logger';
 import type { Principal } from '../identity/principal';
 import type { CertificateAuthority, IssuedCertificate } from '../issuance/certificate-authority';
@@ -70,8 +71,12 @@ export class RegistrationAuthority {
   constructor(private readonly deps: RegistrationAuthorityDeps) {}
 
   async createSigningCertificate(request: SigningRequest): Promise<SigningResult> {
+    // Each stage runs for every waiting request before any request goes on (next-turn.ts).
+    await nextTurn();
     const principal = await this.deps.identity.authenticate(request.token);
+    await nextTurn();
     const key = await this.verifyKey(request.key, principal);
+    await nextTurn();
     const limits = this.deps.rateLimiting?.limits();
     if (limits) {
       await this.spend([
@@ -88,6 +93,7 @@ export class RegistrationAuthority {
       notBefore,
       notAfter,
     });
+    await nextTurn();
     return { ...issued, principal, publicKey: { spki: key.spki, algorithm: key.algorithm } };
   }
 
