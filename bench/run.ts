@@ -568,7 +568,7 @@ function renderReport(r: Report): string {
           `- ${p.name}: ${fmt(p.summary.totalMs)} ms sampled over ${fmt(p.summary.certificates)} certificates, ${fmt(perCert(p.summary, p.summary.totalMs))} µs per certificate on the main thread (the profiler adds some).`,
       ),
       '',
-      'jose’s WebCrypto signature checks run on libuv’s thread pool and are not in these profiles (they are in the CPU totals above); OpenSSL work done synchronously is under node:crypto.',
+      'Work on libuv’s thread pool (the asynchronous log writes) is not in these profiles but is in the CPU totals above; OpenSSL work done synchronously, all the signature checks included, is under node:crypto.',
       '',
       `| area (µs per certificate) | ${r.profiles.map((p) => p.name).join(' | ')} |`,
       `|---|${r.profiles.map(() => '---:').join('|')}|`,
