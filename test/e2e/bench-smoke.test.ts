@@ -56,16 +56,19 @@ test('the benchmark command runs every scenario and writes its results and plot'
     '| mayfly v2, 2 workers |',
     '| mayfly v2 through Express |',
     '| peer: @sigstore/mock |',
+    '| transport floor: node:http only |',
+    '### Where the CPU per certificate goes',
     'FLOOR',
   ])
     expect(report).toContain(scenario);
   // Every scenario issued certificates and none failed.
+  // The scenario table only: the section ends at the next heading of any level.
   const scenarios = report.slice(report.indexOf('## Scenarios'));
   const rows = scenarios
-    .slice(0, scenarios.indexOf('\n## ', 5))
+    .slice(0, scenarios.indexOf('\n#', 5))
     .split('\n')
-    .filter((l) => /^\| (mayfly|peer)/.test(l));
-  expect(rows.length).toBeGreaterThanOrEqual(7);
+    .filter((l) => /^\| (mayfly|peer|transport)/.test(l));
+  expect(rows.length).toBeGreaterThanOrEqual(8);
   for (const row of rows) {
     const cells = row.split('|').map((c) => c.trim());
     expect(Number(cells[2]!.replace(/,/g, ''))).toBeGreaterThan(0);
