@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { CertificateIdentity } from '../common/certificate-identity';
 import { CaError } from '../common/errors';
+import { withTimeout } from '../common/timeout';
 import { fixedSource, isSignerSource, type CaSigner, type SignerSource } from '../signer/signer';
 import { keyIdentifier, signatureAlgorithmFor, subjectKeyIdOf, subjectNameDer } from './der';
 import { LeafTemplate } from './leaf-template';
@@ -171,23 +172,18 @@ export class CertificateAuthority {
   private async timedSign(signer: CaSigner, tbs: Uint8Array): Promise<Uint8Array> {
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`the signer did not answer within ${this.signTimeoutMs} ms`)),
-        this.signTimeoutMs,
-      );
-    });
     try {
       // A signature that arrives after the timeout is dropped: the request already failed.
-      const signature = await Promise.race([signer.sign(tbs), timeout]);
+      const signature = await withTimeout(
+        signer.sign(tbs),
+        this.signTimeoutMs,
+        () => new Error(`the signer did not answer within ${this.signTimeoutMs} ms`),
+      );
       this.observer?.signed('ok', seconds());
       return signature;
     } catch (err) {
       this.observer?.signed('error', seconds());
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

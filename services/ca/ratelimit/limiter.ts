@@ -1,5 +1,6 @@
 import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
+import { withTimeout } from '../common/timeout';
 import { gcraParams, type GcraParams, type Limit } from './gcra';
 import type { ResolvedLimit, Transaction } from './limits';
 import type { MemoryStore } from './memory-store';
@@ -141,7 +142,11 @@ export class RateLimiter {
     if (clock.now().getTime() < this.skipStoreUntil)
       return this.onStoreUnusable('backoff', undefined);
     try {
-      const outcomes = await withTimeout(store.spend(buckets), this.options.timeoutMs);
+      const outcomes = await withTimeout(
+        store.spend(buckets),
+        this.options.timeoutMs,
+        () => new StoreTimeoutError(`store call over ${this.options.timeoutMs} ms`),
+      );
       metrics.storeCall(store.kind, 'ok', elapsed());
       this.storeAnswered = true;
       if (this.storeFailing) {
@@ -231,22 +236,6 @@ function isTimeout(err: unknown): boolean {
   return (
     err instanceof StoreTimeoutError || (err instanceof Error && /timed out/i.test(err.message))
   );
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new StoreTimeoutError(`store call over ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
 }
 
 /**
