@@ -36,11 +36,15 @@ const CURVES: Readonly<Record<string, 'P-256' | 'P-384' | 'P-521'>> = {
  * strictly (OpenSSL refuses a JWK point that is off the curve or out of range). A key in
  * exactly one of these forms is imported that way; anything else takes the DER decoder.
  */
-const CANONICAL_SPKI: readonly {
+interface CanonicalSpki {
   readonly prefix: Buffer;
   readonly size: number;
   readonly jwk: (key: Buffer) => JsonWebKey;
-}[] = [
+  /** The WebCrypto curve of an EC form, for the raw-point import (importPublicKey). */
+  readonly ecCurve?: 'P-256' | 'P-384' | 'P-521';
+}
+
+const CANONICAL_SPKI: readonly CanonicalSpki[] = [
   ...(
     [
       ['3059301306072a8648ce3d020106082a8648ce3d030107034200', 'P-256', 32],
@@ -52,6 +56,7 @@ const CANONICAL_SPKI: readonly {
     return {
       prefix,
       size: prefix.length + 1 + 2 * size,
+      ecCurve: crv,
       jwk: (key: Buffer): JsonWebKey => {
         if (key[prefix.length] !== 0x04) throw new Error('not an uncompressed point');
         const x = key.subarray(prefix.length + 1, prefix.length + 1 + size);
@@ -73,17 +78,21 @@ const CANONICAL_SPKI: readonly {
 
 /** The key through the JWK importer when its DER is in a canonical form, else undefined. */
 function importCanonical(der: Buffer): KeyObject | undefined {
-  for (const form of CANONICAL_SPKI) {
-    if (der.length !== form.size || !der.subarray(0, form.prefix.length).equals(form.prefix))
-      continue;
-    try {
-      return createPublicKey({ key: form.jwk(der), format: 'jwk' });
-    } catch {
-      // Refused (off the curve, compressed): the DER path gives the precise answer.
-      return undefined;
-    }
+  const form = canonicalForm(der);
+  if (!form) return undefined;
+  try {
+    return createPublicKey({ key: form.jwk(der), format: 'jwk' });
+  } catch {
+    // Refused (off the curve, compressed): the DER path gives the precise answer.
+    return undefined;
   }
-  return undefined;
+}
+
+/** The canonical form `der` is in, if any: its exact header and length. */
+function canonicalForm(der: Buffer): CanonicalSpki | undefined {
+  return CANONICAL_SPKI.find(
+    (form) => der.length === form.size && der.subarray(0, form.prefix.length).equals(form.prefix),
+  );
 }
 
 function importKey(der: Buffer, type: 'spki' | 'pkcs1'): KeyObject | undefined {
@@ -112,21 +121,29 @@ function isStructurallyEcSpki(der: Uint8Array): boolean {
  * bytes as SPKI DER (Fulcio's order). Then applies the key policy.
  */
 export function parsePublicKey(content: Uint8Array | string): SubjectPublicKey {
+  return parseKeyDer(readKeyDer(content));
+}
+
+interface KeyDer {
+  readonly der: Buffer;
+  readonly type: 'spki' | 'pkcs1';
+}
+
+/** The key's DER and its kind: from a `PUBLIC KEY` or `RSA PUBLIC KEY` PEM, else the bytes. */
+function readKeyDer(content: Uint8Array | string): KeyDer {
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : Buffer.from(content);
   if (bytes.length === 0) throw new CaError('invalid_public_key', 'public key not provided');
   const text = bytes.toString('latin1');
-  let der: Buffer;
-  let type: 'spki' | 'pkcs1' = 'spki';
-  if (text.includes('-----BEGIN')) {
-    const block = decodePemBlocks(text)[0];
-    if (!block) throw new CaError('invalid_public_key', 'PEM public key could not be decoded');
-    if (block.type === 'PUBLIC KEY') type = 'spki';
-    else if (block.type === 'RSA PUBLIC KEY') type = 'pkcs1';
-    else throw new CaError('invalid_public_key', `unexpected PEM type ${block.type}`);
-    der = block.der;
-  } else {
-    der = bytes;
-  }
+  if (!text.includes('-----BEGIN')) return { der: bytes, type: 'spki' };
+  const block = decodePemBlocks(text)[0];
+  if (!block) throw new CaError('invalid_public_key', 'PEM public key could not be decoded');
+  if (block.type === 'PUBLIC KEY') return { der: block.der, type: 'spki' };
+  if (block.type === 'RSA PUBLIC KEY') return { der: block.der, type: 'pkcs1' };
+  throw new CaError('invalid_public_key', `unexpected PEM type ${block.type}`);
+}
+
+/** The key in `der` through OpenSSL (JWK import for canonical forms), with the key policy. */
+function parseKeyDer({ der, type }: KeyDer): SubjectPublicKey {
   if (type === 'spki') {
     const fast = importCanonical(der);
     // A canonical SPKI is exactly what OpenSSL would export for the key: no re-encoding.
@@ -155,17 +172,6 @@ function hasUncompressedPoint(spki: Uint8Array): boolean {
   return info.subjectPublicKey.valueBlock.valueHexView[0] === 0x04;
 }
 
-/** The uncompressed-point SPKI headers of the NIST curves, for the raw-point import. */
-const RAW_EC_SPKI: readonly {
-  readonly prefix: Buffer;
-  readonly size: number;
-  readonly curve: string;
-}[] = CANONICAL_SPKI.slice(0, 3).map((form, i) => ({
-  prefix: form.prefix,
-  size: form.size,
-  curve: ['P-256', 'P-384', 'P-521'][i]!,
-}));
-
 /**
  * parsePublicKey, cheaper for the keys nearly every client sends (an uncompressed
  * named-curve EC point in canonical SPKI, PEM or DER): the point is imported raw through
@@ -173,17 +179,18 @@ const RAW_EC_SPKI: readonly {
  * key check OpenSSL's JWK and DER importers add, and which a proof of possession then
  * verifies against without converting the key again. Together that is about a quarter of
  * the JWK path's cost. Anything else, and any key the raw import refuses, takes
- * parsePublicKey, which gives the precise answer.
+ * parsePublicKey's path, which gives the precise answer.
  */
 export async function importPublicKey(content: Uint8Array | string): Promise<SubjectPublicKey> {
-  const der = canonicalDer(content);
-  const form = der && RAW_EC_SPKI.find((f) => der.length === f.size && startsWith(der, f.prefix));
-  if (der && form && der[form.prefix.length] === 0x04) {
+  const read = readKeyDer(content);
+  const { der } = read;
+  const form = read.type === 'spki' ? canonicalForm(der) : undefined;
+  if (form?.ecCurve && der[form.prefix.length] === 0x04) {
     try {
       const imported = await webcrypto.subtle.importKey(
         'raw',
         der.subarray(form.prefix.length),
-        { name: 'ECDSA', namedCurve: form.curve },
+        { name: 'ECDSA', namedCurve: form.ecCurve },
         true,
         ['verify'],
       );
@@ -193,20 +200,7 @@ export async function importPublicKey(content: Uint8Array | string): Promise<Sub
       // Refused (off the curve): the synchronous path below says why.
     }
   }
-  return parsePublicKey(content);
-}
-
-function startsWith(bytes: Buffer, prefix: Buffer): boolean {
-  return bytes.length >= prefix.length && bytes.subarray(0, prefix.length).equals(prefix);
-}
-
-/** The DER of a `PUBLIC KEY` PEM, or the bytes themselves; undefined for anything else. */
-function canonicalDer(content: Uint8Array | string): Buffer | undefined {
-  const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : Buffer.from(content);
-  const text = bytes.toString('latin1');
-  if (!text.includes('-----BEGIN')) return bytes;
-  const block = decodePemBlocks(text)[0];
-  return block?.type === 'PUBLIC KEY' ? block.der : undefined;
+  return parseKeyDer(read);
 }
 
 /** Applies the key policy (goodkey) to a parsed key. */
