@@ -10,15 +10,14 @@ const POOL_BYTES = 4096;
 const pool = Buffer.alloc(POOL_BYTES);
 let used = POOL_BYTES;
 
-function randomOctets(count: number): Buffer {
+/** `count` fresh random octets in a buffer of their own. */
+function randomOctets(count: number): Uint8Array {
   if (used + count > POOL_BYTES) {
     randomFillSync(pool);
     used = 0;
   }
-  // A copy: the pool is refilled in place.
-  const out = Buffer.from(pool.subarray(used, used + count));
-  // Spent bytes are overwritten so no serial can be handed out twice.
-  pool.fill(0, used, used + count);
+  // A copy, since the pool is refilled in place; `used` moves on, so no octet is used twice.
+  const out = new Uint8Array(pool.subarray(used, used + count));
   used += count;
   return out;
 }
@@ -31,7 +30,7 @@ export function randomSerial(): Uint8Array {
   for (;;) {
     const bytes = randomOctets(20);
     bytes[0] = bytes[0]! & 0x7f;
-    if (bytes.some((b) => b !== 0)) return new Uint8Array(bytes.buffer, bytes.byteOffset, 20);
+    if (bytes.some((b) => b !== 0)) return bytes;
   }
 }
 
