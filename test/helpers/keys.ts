@@ -102,11 +102,13 @@ const SIGNATURE_OIDS: Record<string, string> = {
 
 /**
  * A PEM PKCS#10 CSR for the key, signed with node:crypto. `corrupt` flips the last byte
- * of the signature; the subject is arbitrary (mayfly ignores it).
+ * of the signature; `spki` carries that SubjectPublicKeyInfo instead of the key's own (a
+ * key OpenSSL cannot load, still signed by `key`); the subject is arbitrary (mayfly
+ * ignores it).
  */
 export function makeCsr(
   key: TestKey,
-  options: { hash?: string | null; corrupt?: boolean; subjectCn?: string } = {},
+  options: { hash?: string | null; corrupt?: boolean; subjectCn?: string; spki?: Buffer } = {},
 ): string {
   const hash = options.hash === undefined ? proofHashFor(key) : options.hash;
   const csr = new pkijs.CertificationRequest();
@@ -117,7 +119,7 @@ export function makeCsr(
       value: new asn1js.Utf8String({ value: options.subjectCn ?? 'ignored' }),
     }),
   );
-  const spki = key.publicKey.export({ type: 'spki', format: 'der' });
+  const spki = options.spki ?? key.publicKey.export({ type: 'spki', format: 'der' });
   csr.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(spki);
   const oid = SIGNATURE_OIDS[`${key.publicKey.asymmetricKeyType}/${String(hash)}`];
   if (!oid)

@@ -1,16 +1,14 @@
-import { createHmac, createPublicKey, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createHmac, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
 import type { FetchLike } from '../../services/ca/identity/oidc-verifier';
-import { toPem, type TestKey } from './keys';
+import type { TestKey } from './keys';
 
 /**
  * Helpers for the security matrix (test/integration/security-matrix.test.ts): hostile
- * tokens built by hand, a CSR over an arbitrary key, raw HTTP over 127.0.0.1, a log sink,
- * an outbound-request recorder and a ledger of every secret the suite sends.
+ * tokens built by hand, raw HTTP over 127.0.0.1, a log sink, an outbound-request recorder
+ * and a ledger of every secret the suite sends.
  */
 
 /** Lines written to a pino logger, one string per line. */
@@ -61,32 +59,6 @@ export function hs256Token(
   const signingInput = `${b64url({ alg: 'HS256', typ: 'JWT', kid })}.${b64url(claims)}`;
   const mac = createHmac('sha256', secret).update(signingInput).digest('base64url');
   return `${signingInput}.${mac}`;
-}
-
-/** A PKCS#10 CSR carrying `spki` as is, self-signed (ECDSA-SHA256) by `signer`. */
-export function csrWithSpki(spki: Buffer, signer: TestKey): string {
-  const csr = new pkijs.CertificationRequest();
-  csr.version = 0;
-  csr.subject.typesAndValues.push(
-    new pkijs.AttributeTypeAndValue({
-      type: '2.5.4.3',
-      value: new asn1js.Utf8String({ value: 'ignored' }),
-    }),
-  );
-  csr.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(spki);
-  csr.signatureAlgorithm = new pkijs.AlgorithmIdentifier({ algorithmId: '1.2.840.10045.4.3.2' });
-  const tbs = new Uint8Array(
-    (csr as unknown as { encodeTBS(): asn1js.Sequence }).encodeTBS().toBER(false),
-  );
-  const signature = sign('sha256', tbs, { key: signer.privateKey, dsaEncoding: 'der' });
-  const outer = new asn1js.Sequence({
-    value: [
-      asn1js.fromBER(tbs).result,
-      csr.signatureAlgorithm.toSchema(),
-      new asn1js.BitString({ valueHex: signature }),
-    ],
-  });
-  return toPem('CERTIFICATE REQUEST', new Uint8Array(outer.toBER(false)));
 }
 
 export interface HttpAnswer {

@@ -17,7 +17,6 @@ import { startTestCa, v1Body, type TestCa } from '../helpers/mayfly';
 import {
   SecretLedger,
   algNoneToken,
-  csrWithSpki,
   hs256Token,
   logSink,
   postOverNetwork,
@@ -539,7 +538,7 @@ describe.each(TRANSPORTS)('through the %s', (transport) => {
           'off-curve P-256',
           () => {
             const { spki, signer } = offCurve();
-            return csrWithSpki(spki, signer);
+            return makeCsr(signer, { spki });
           },
         ],
       ])('refuses a CSR for a %s key as insecure, issuing nothing', async (name, csr) => {
