@@ -64,16 +64,3 @@ export async function requestCertificate(
 export function issuedStatus(version: ApiVersion): number {
   return version === 'v2' ? 200 : 201;
 }
-
-/** Polls `check` every 50 ms until it holds. */
-export async function until(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

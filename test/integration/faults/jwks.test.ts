@@ -7,10 +7,10 @@ import {
   VERSIONS,
   issuedStatus,
   requestCertificate,
-  until,
   type Answer,
   type ApiVersion,
 } from './client';
+import { until } from '../../helpers/wait';
 
 /**
  * The OIDC issuer's endpoints fail while mayfly runs: a real mayfly (over HTTP on

@@ -7,7 +7,8 @@ import {
   writeLimits,
 } from '../../helpers/ratelimit';
 import { startRedis, stopAllRedis, type RedisProcess } from '../../helpers/redis';
-import { VERSIONS, issuedStatus, requestCertificate, until, type Answer } from './client';
+import { VERSIONS, issuedStatus, requestCertificate, type Answer } from './client';
+import { until } from '../../helpers/wait';
 
 /**
  * Redis faults that leave the server running (redis-fault.test.ts covers the process being

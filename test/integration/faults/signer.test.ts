@@ -12,10 +12,10 @@ import {
   VERSIONS,
   issuedStatus,
   requestCertificate,
-  until,
   type Answer,
   type ApiVersion,
 } from './client';
+import { until } from '../../helpers/wait';
 
 /**
  * The CA's signer fails: it throws (an HSM or KMS error), it returns a signature that is

@@ -1,4 +1,5 @@
 import { startTestCa, type TestCa } from '../../helpers/mayfly';
+import { until } from '../../helpers/wait';
 import {
   PATIENT_REDIS,
   ROOMY,
@@ -20,14 +21,6 @@ import { startRedis, stopAllRedis, type RedisProcess } from '../../helpers/redis
  */
 
 const PER_IDENTITY = { burst: 20, count: 1, period: '1h' };
-
-async function until(check: () => Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function statusesFor(ca: TestCa, email: string, n: number): Promise<number[]> {
   const out: number[] = [];

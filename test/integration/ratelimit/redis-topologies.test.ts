@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestCa, type TestCa } from '../../helpers/mayfly';
+import { until } from '../../helpers/wait';
 import {
   PATIENT_REDIS,
   ROOMY,
@@ -26,14 +27,6 @@ import {
  * processes: a Sentinel group failing over while certificates are being issued, a
  * three-primary Cluster, and a standalone server over TLS with an ACL user.
  */
-
-async function until(check: () => Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function statusesFor(ca: TestCa, email: string, n: number): Promise<number[]> {
   const out: number[] = [];
@@ -66,14 +59,18 @@ test('Sentinel: a failover during issuance fails no request, and the new primary
     await ca.listen();
     await waitForRedis(ca);
     const load = startLoad(ca, 4);
-    await until(async () => load.statuses.length >= 20, 'load before the failover');
+    await until(async () => load.statuses.length >= 20, 'load before the failover', 30_000);
 
     const oldPrimary = group.primary.port;
     await group.primary.kill('SIGKILL');
     const newPrimary = await group.waitForFailover(oldPrimary);
     expect(newPrimary).toBe(group.replica.port);
     const answered = await redisAnswers(ca);
-    await until(async () => (await redisAnswers(ca)) > answered + 20, 'the new primary to answer');
+    await until(
+      async () => (await redisAnswers(ca)) > answered + 20,
+      'the new primary to answer',
+      30_000,
+    );
     const statuses = await load.stop();
     expect(statuses.filter((s) => s >= 500 || s === 0)).toEqual([]);
     expect(await insuranceAnswers(ca)).toBeGreaterThan(0);
