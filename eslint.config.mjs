@@ -49,6 +49,26 @@ const boundaryConfigs = Object.entries(boundaries).map(([from, banned]) => ({
   },
 }));
 
+// Code shared by the deployables (services/common) imports none of them; a deployable
+// imports another only over HTTP, never its modules.
+const deployables = ['ca', 'tsa', 'ctlog', 'prober', 'dev-issuer', 'cli'];
+const sharedConfigs = [
+  {
+    files: ['services/common/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: deployables.map((d) => ({
+            group: [`**/services/${d}/*`, `../${d}/*`, `../../${d}/*`],
+            message: `services/common must not import services/${d} (see ARCHITECTURE.md boundaries)`,
+          })),
+        },
+      ],
+    },
+  },
+];
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', '.tools/**'] },
   js.configs.recommended,
@@ -71,5 +91,6 @@ export default tseslint.config(
     },
   },
   ...boundaryConfigs,
+  ...sharedConfigs,
   prettier,
 );

@@ -1,5 +1,5 @@
 import { createApp, listen } from '../services/ca/app';
-import { createLogger } from '../services/ca/common/logger';
+import { createLogger } from '../services/common/logger';
 import { loadServerConfig } from '../services/ca/config/loader';
 
 /**

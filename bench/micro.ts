@@ -10,9 +10,9 @@ import {
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import pino from 'pino';
 import { AuditLog, createAuditLogger } from '../services/ca/audit/audit-log';
-import { certificatePem } from '../services/ca/common/encoding';
-import { systemClock } from '../services/ca/common/clock';
-import { createLogger, silentLogger } from '../services/ca/common/logger';
+import { certificatePem } from '../services/common/encoding';
+import { systemClock } from '../services/common/clock';
+import { createLogger, silentLogger } from '../services/common/logger';
 import type { IdentityConfig } from '../services/ca/config/identity-config';
 import { SIGNING_ALGORITHMS } from '../services/ca/config/schema';
 import { parseJsonBody, parseV2Request } from '../services/ca/http/dto';
@@ -34,7 +34,7 @@ import { AlgorithmPolicy } from '../services/ca/pop/algorithms';
 import { verifyProof } from '../services/ca/pop/proof';
 import { importPublicKey, parsePublicKey } from '../services/ca/pop/public-key';
 import { RegistrationAuthority } from '../services/ca/ra/registration-authority';
-import { generateEphemeralKey } from '../services/ca/signer/signer';
+import { generateEphemeralKey } from '../services/common/signer/signer';
 import type { DevIssuer } from '../services/dev-issuer/dev-issuer';
 import type { Fixture } from './lib/fixtures';
 

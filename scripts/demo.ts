@@ -7,7 +7,7 @@ import { X509Certificate, generateKeyPairSync, sign } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { createApp, listen } from '../services/ca/app';
-import { createLogger } from '../services/ca/common/logger';
+import { createLogger } from '../services/common/logger';
 import { loadIdentityConfig } from '../services/ca/config/identity-config';
 import { loadServerConfig } from '../services/ca/config/loader';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';

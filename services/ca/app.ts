@@ -4,8 +4,8 @@ import type { LookupFunction } from 'node:net';
 import express from 'express';
 import { Registry } from 'prom-client';
 import { AuditLog, createAuditLogger, type AuditLogger } from './audit/audit-log';
-import { systemClock, type Clock } from './common/clock';
-import type { Logger } from './common/logger';
+import { systemClock, type Clock } from '../common/clock';
+import type { Logger } from '../common/logger';
 import type { IdentityConfig } from './config/identity-config';
 import type { ServerConfig } from './config/schema';
 import { createApiHandler, type ApiHandler } from './http/fast-path';
@@ -19,8 +19,8 @@ import { createMetrics, type CaChainValidity, type Metrics } from './metrics/met
 import { AlgorithmPolicy } from './pop/algorithms';
 import { RegistrationAuthority } from './ra/registration-authority';
 import { createRateLimiting } from './rate-limiting';
-import { loadFileSigner } from './signer/file-signer';
-import { ReloadingFileSource } from './signer/reloading-source';
+import { loadFileSigner } from '../common/signer/file-signer';
+import { ReloadingFileSource } from '../common/signer/reloading-source';
 import {
   fixedSource,
   generateEphemeralKey,
@@ -28,7 +28,7 @@ import {
   type CaSigner,
   type EphemeralCaTransfer,
   type SignerSource,
-} from './signer/signer';
+} from '../common/signer/signer';
 
 /**
  * The composition root: the only place that wires concrete parts together. Everything a

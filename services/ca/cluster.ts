@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
 import { availableParallelism } from 'node:os';
-import type { Logger } from './common/logger';
+import type { Logger } from '../common/logger';
 import type { ServerConfig } from './config/schema';
 import { createEphemeralCaForWorkers } from './app';
 import { closeServer, onStopSignals } from './lifecycle';

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { Logger } from './common/logger';
+import type { Logger } from '../common/logger';
 
 /**
  * Graceful stop of one serving process. On the first SIGTERM (or SIGINT) the process

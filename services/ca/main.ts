@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { createLogger, type Logger } from './common/logger';
+import { createLogger, type Logger } from '../common/logger';
 import { ConfigError, configPathFromArgs, loadServerConfig } from './config/loader';
 import {
   IdentityConfigError,
@@ -18,7 +18,7 @@ import {
 import { drain, onStopSignals } from './lifecycle';
 import { reportToPrimary } from './metrics/cluster';
 import { LimitsFileError } from './ratelimit/limits-file';
-import { CaLoadError } from './signer/file-signer';
+import { CaLoadError } from '../common/signer/file-signer';
 import { startDevIssuer } from '../dev-issuer/dev-issuer';
 
 /**

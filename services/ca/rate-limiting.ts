@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { Clock } from './common/clock';
-import type { Logger } from './common/logger';
+import type { Clock } from '../common/clock';
+import type { Logger } from '../common/logger';
 import { RATE_LIMITS_OFF, type RedisConfig } from './config/ratelimit-schema';
 import { defaultRateLimitsPath } from './config/loader';
 import type { ServerConfig } from './config/schema';

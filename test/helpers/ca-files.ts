@@ -1,9 +1,9 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdirSync, renameSync, symlinkSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { systemClock } from '../../services/ca/common/clock';
+import { systemClock } from '../../services/common/clock';
 import { createEphemeralChain } from '../../services/ca/issuance/ca-certificates';
-import { generateEphemeralKey } from '../../services/ca/signer/signer';
+import { generateEphemeralKey } from '../../services/common/signer/signer';
 import { toPem } from './keys';
 
 /**

@@ -6,8 +6,8 @@ import {
   type AppOverrides,
   type MayflyApp,
 } from '../../services/ca/app';
-import { systemClock } from '../../services/ca/common/clock';
-import { createLogger, silentLogger, type Logger } from '../../services/ca/common/logger';
+import { systemClock } from '../../services/common/clock';
+import { createLogger, silentLogger, type Logger } from '../../services/common/logger';
 import type {
   CiIssuerMetadata,
   IdentityConfig,
@@ -15,7 +15,7 @@ import type {
 } from '../../services/ca/config/identity-config';
 import { loadServerConfig } from '../../services/ca/config/loader';
 import type { ServerConfig } from '../../services/ca/config/schema';
-import type { CaSigner } from '../../services/ca/signer/signer';
+import type { CaSigner } from '../../services/common/signer/signer';
 import {
   startDevIssuer,
   type DevIssuer,

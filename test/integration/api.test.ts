@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { Writable } from 'node:stream';
 import request from 'supertest';
-import { createLogger } from '../../services/ca/common/logger';
+import { createLogger } from '../../services/common/logger';
 import { makeCsr, makeKey, proofFor, spkiDer, type KeyKind } from '../helpers/keys';
 import { startTestCa, v1Body, v2Body, type TestCa } from '../helpers/mayfly';
 

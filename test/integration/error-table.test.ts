@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
 import request from 'supertest';
-import { generateEphemeralKey, type CaSigner } from '../../services/ca/signer/signer';
+import { generateEphemeralKey, type CaSigner } from '../../services/common/signer/signer';
 import { createEphemeralChain } from '../../services/ca/issuance/ca-certificates';
-import { systemClock } from '../../services/ca/common/clock';
+import { systemClock } from '../../services/common/clock';
 import { makeCsr, makeKey, proofFor, toPem, weakKeys } from '../helpers/keys';
 import { startTestCa, v2Body, type TestCa } from '../helpers/mayfly';
 

@@ -1,9 +1,9 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { systemClock } from '../../../services/ca/common/clock';
+import { systemClock } from '../../../services/common/clock';
 import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
-import { generateEphemeralKey } from '../../../services/ca/signer/signer';
+import { generateEphemeralKey } from '../../../services/common/signer/signer';
 
 /**
  * One CA for the whole soak: a root and an issuing intermediate made once, with mayfly's own

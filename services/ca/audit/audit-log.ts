@@ -1,7 +1,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import pino from 'pino';
 import type { CertificateIdentity } from '../common/certificate-identity';
-import { baseLoggerOptions } from '../common/logger';
+import { baseLoggerOptions } from '../../common/logger';
 
 /**
  * The audit log: one JSON line per signing request's outcome — a certificate issued, a

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { keyAlgorithmName, type AuditLog, type AuditRequest } from '../audit/audit-log';
 import { CaError, isCaError } from '../common/errors';
-import type { Logger } from '../common/logger';
+import type { Logger } from '../../common/logger';
 import { TokenRefusedError, type IssuerDescription } from '../identity/issuer-pool';
 import type { Metrics } from '../metrics/metrics';
 import type { RegistrationAuthority, SigningResult } from '../ra/registration-authority';

@@ -1,5 +1,5 @@
 import { CaError } from '../common/errors';
-import { decodeBase64Lenient } from '../common/encoding';
+import { decodeBase64Lenient } from '../../common/encoding';
 import type { KeyMaterial, SigningRequest } from '../ra/registration-authority';
 
 /**

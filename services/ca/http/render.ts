@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { certificatePem } from '../common/encoding';
+import { certificatePem } from '../../common/encoding';
 import type { CaError } from '../common/errors';
 
 /** Response bodies, shaped and framed byte for byte like Fulcio's grpc-gateway. */

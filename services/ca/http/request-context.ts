@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
-import type { Logger } from '../common/logger';
+import type { Logger } from '../../common/logger';
 
 /** A request id on every log line: the caller's X-Request-Id if sane, else a fresh one. */
 

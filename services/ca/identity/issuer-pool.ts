@@ -1,7 +1,7 @@
 import type { LookupFunction } from 'node:net';
-import type { Clock } from '../common/clock';
+import type { Clock } from '../../common/clock';
 import { CaError } from '../common/errors';
-import type { Logger } from '../common/logger';
+import type { Logger } from '../../common/logger';
 import {
   challengeClaimOf,
   type IdentityConfig,

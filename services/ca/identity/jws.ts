@@ -1,5 +1,5 @@
 import { constants, verify, type KeyObject } from 'node:crypto';
-import { decodeBase64UrlStrict } from '../common/encoding';
+import { decodeBase64UrlStrict } from '../../common/encoding';
 
 /**
  * A compact JWS (an identity token) split and decoded, and its signature checked with

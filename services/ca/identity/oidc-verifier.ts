@@ -6,8 +6,8 @@ import {
   type JWSHeaderParameters,
   type JWTPayload,
 } from 'jose';
-import type { Clock } from '../common/clock';
-import type { Logger } from '../common/logger';
+import type { Clock } from '../../common/clock';
+import type { Logger } from '../../common/logger';
 import { decodeJws, jwsSignatureVerifies, type DecodedJws } from './jws';
 
 /**

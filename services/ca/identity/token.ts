@@ -1,4 +1,4 @@
-import { decodeBase64UrlStrict } from '../common/encoding';
+import { decodeBase64UrlStrict } from '../../common/encoding';
 
 /**
  * Reads the `iss` of a token before anything is verified, only to route it to an issuer.

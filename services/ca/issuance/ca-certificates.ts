@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import type { Clock } from '../common/clock';
-import type { CaSigner, KeySigner } from '../signer/signer';
+import type { Clock } from '../../common/clock';
+import type { CaSigner, KeySigner } from '../../common/signer/signer';
 import {
   OID,
   assembleCertificate,

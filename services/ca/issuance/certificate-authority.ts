@@ -1,8 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import type { CertificateIdentity } from '../common/certificate-identity';
 import { CaError } from '../common/errors';
-import { withTimeout } from '../common/timeout';
-import { fixedSource, isSignerSource, type CaSigner, type SignerSource } from '../signer/signer';
+import { withTimeout } from '../../common/timeout';
+import {
+  fixedSource,
+  isSignerSource,
+  type CaSigner,
+  type SignerSource,
+} from '../../common/signer/signer';
 import { keyIdentifier, signatureAlgorithmFor, subjectKeyIdOf, subjectNameDer } from './der';
 import { LeafTemplate } from './leaf-template';
 import { lintCertificate, type LintIssuer } from './lint';

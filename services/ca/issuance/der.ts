@@ -1,8 +1,8 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { toArrayBuffer } from '../common/encoding';
-import type { SignatureHash } from '../signer/signer';
+import { toArrayBuffer } from '../../common/encoding';
+import type { SignatureHash } from '../../common/signer/signer';
 
 /** Small ASN.1 building blocks shared by the leaf and CA certificate builders. */
 

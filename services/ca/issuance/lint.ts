@@ -1,6 +1,6 @@
 import { constants, createHash, verify, type KeyObject } from 'node:crypto';
 import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
-import type { SignatureHash } from '../signer/signer';
+import type { SignatureHash } from '../../common/signer/signer';
 import {
   DerError,
   TAG,

@@ -2,7 +2,7 @@ import { constants, verify, type VerifyKeyObjectInput } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { CaError } from '../common/errors';
-import { decodePemBlocks, toArrayBuffer } from '../common/encoding';
+import { decodePemBlocks, toArrayBuffer } from '../../common/encoding';
 import type { Hash } from './algorithms';
 import { parsePublicKey, type SubjectPublicKey } from './public-key';
 

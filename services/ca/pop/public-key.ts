@@ -2,7 +2,7 @@ import { KeyObject, createPublicKey, webcrypto, type JsonWebKey } from 'node:cry
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { CaError } from '../common/errors';
-import { decodePemBlocks, toArrayBuffer } from '../common/encoding';
+import { decodePemBlocks, toArrayBuffer } from '../../common/encoding';
 
 /**
  * Public keys submitted by clients. node:crypto (OpenSSL) parses and validates them: it

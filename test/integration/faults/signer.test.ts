@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createAuditLogger } from '../../../services/ca/audit/audit-log';
-import { systemClock } from '../../../services/ca/common/clock';
-import { createLogger } from '../../../services/ca/common/logger';
+import { systemClock } from '../../../services/common/clock';
+import { createLogger } from '../../../services/common/logger';
 import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
-import { generateEphemeralKey, type CaSigner } from '../../../services/ca/signer/signer';
+import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
 import { startTestCa, type TestCa } from '../../helpers/mayfly';
 import {
   CA_BACKEND_ERROR,

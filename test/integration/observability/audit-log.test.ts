@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import request from 'supertest';
 import { AuditLog, createAuditLogger } from '../../../services/ca/audit/audit-log';
-import { systemClock } from '../../../services/ca/common/clock';
-import { createLogger } from '../../../services/ca/common/logger';
+import { systemClock } from '../../../services/common/clock';
+import { createLogger } from '../../../services/common/logger';
 import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
-import { generateEphemeralKey, type CaSigner } from '../../../services/ca/signer/signer';
+import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
 import { makeCsr, makeKey, proofFor, spkiDer } from '../../helpers/keys';
 import { startTestCa, v1Body, v2Body, type TestCa } from '../../helpers/mayfly';
 

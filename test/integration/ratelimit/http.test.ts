@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import request from 'supertest';
-import { createLogger } from '../../../services/ca/common/logger';
+import { createLogger } from '../../../services/common/logger';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v2Body, v1Body, type TestCa } from '../../helpers/mayfly';
 import {

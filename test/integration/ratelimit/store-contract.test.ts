@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
-import { ManualClock } from '../../../services/ca/common/clock';
+import { ManualClock } from '../../../services/common/clock';
 import { gcraParams, type Limit } from '../../../services/ca/ratelimit/gcra';
 import { MemoryStore } from '../../../services/ca/ratelimit/memory-store';
 import { RedisStore } from '../../../services/ca/ratelimit/redis-store';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ManualClock } from '../../../../services/ca/common/clock';
-import { certificatePem } from '../../../../services/ca/common/encoding';
+import { ManualClock } from '../../../../services/common/clock';
+import { certificatePem } from '../../../../services/common/encoding';
 import {
   IdentityConfigError,
   challengeClaimOf,
@@ -11,7 +11,7 @@ import {
   type OidcIssuerConfig,
 } from '../../../../services/ca/config/identity-config';
 import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
-import { generateEphemeralKey } from '../../../../services/ca/signer/signer';
+import { generateEphemeralKey } from '../../../../services/common/signer/signer';
 
 const repoRoot = resolve(__dirname, '../../../..');
 const publicGoodPath = join(repoRoot, 'test', 'fixtures', 'fulcio-public-good-config.yaml');

@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { ManualClock } from '../../../../services/ca/common/clock';
-import { createLogger, silentLogger } from '../../../../services/ca/common/logger';
+import { ManualClock } from '../../../../services/common/clock';
+import { createLogger, silentLogger } from '../../../../services/common/logger';
 import { IdentityConfigError } from '../../../../services/ca/config/identity-config';
 import {
   IdentityService,

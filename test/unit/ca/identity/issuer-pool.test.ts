@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { JWTPayload } from 'jose';
 import { CaError } from '../../../../services/ca/common/errors';
-import { ManualClock } from '../../../../services/ca/common/clock';
-import { silentLogger } from '../../../../services/ca/common/logger';
+import { ManualClock } from '../../../../services/common/clock';
+import { silentLogger } from '../../../../services/common/logger';
 import {
   parseIdentityConfig,
   type IdentityConfig,

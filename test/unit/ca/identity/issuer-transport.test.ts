@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { JWTPayload } from 'jose';
 import { CaError } from '../../../../services/ca/common/errors';
-import { ManualClock } from '../../../../services/ca/common/clock';
-import { silentLogger } from '../../../../services/ca/common/logger';
+import { ManualClock } from '../../../../services/common/clock';
+import { silentLogger } from '../../../../services/common/logger';
 import type {
   IdentityConfig,
   OidcIssuerConfig,

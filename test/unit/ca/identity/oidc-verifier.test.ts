@@ -2,8 +2,8 @@ import { createHmac, createPublicKey, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, decodeProtectedHeader, generateKeyPair, type JWK, type JWTPayload } from 'jose';
-import { ManualClock } from '../../../../services/ca/common/clock';
-import { silentLogger } from '../../../../services/ca/common/logger';
+import { ManualClock } from '../../../../services/common/clock';
+import { silentLogger } from '../../../../services/common/logger';
 import {
   OidcVerifier,
   TokenVerificationError,

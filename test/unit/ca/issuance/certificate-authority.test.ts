@@ -6,7 +6,7 @@ import {
   FULCIO_OID,
   type CertificateIdentity,
 } from '../../../../services/ca/common/certificate-identity';
-import { systemClock } from '../../../../services/ca/common/clock';
+import { systemClock } from '../../../../services/common/clock';
 import { CaError } from '../../../../services/ca/common/errors';
 import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
 import {
@@ -18,7 +18,7 @@ import {
   KeySigner,
   generateEphemeralKey,
   type CaSigner,
-} from '../../../../services/ca/signer/signer';
+} from '../../../../services/common/signer/signer';
 import { makeKey } from '../../../helpers/keys';
 
 const ISSUER_URL = 'https://issuer.example.com';

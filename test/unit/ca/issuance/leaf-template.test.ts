@@ -14,7 +14,7 @@ import { buildLeafTbs } from '../../../../services/ca/issuance/leaf';
 import { LeafTemplate } from '../../../../services/ca/issuance/leaf-template';
 import { lintCertificate, type LintIssuer } from '../../../../services/ca/issuance/lint';
 import { randomSerial } from '../../../../services/ca/issuance/serial';
-import { hashForKey, type SignatureHash } from '../../../../services/ca/signer/signer';
+import { hashForKey, type SignatureHash } from '../../../../services/common/signer/signer';
 import { makeKey, type KeyKind } from '../../../helpers/keys';
 
 /**

@@ -6,14 +6,14 @@ import {
   type CertificateExtensionValue,
   type CertificateIdentity,
 } from '../../../../services/ca/common/certificate-identity';
-import { systemClock } from '../../../../services/ca/common/clock';
+import { systemClock } from '../../../../services/common/clock';
 import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
 import {
   CertificateAuthority,
   type IssuanceRequest,
 } from '../../../../services/ca/issuance/certificate-authority';
 import { randomSerial } from '../../../../services/ca/issuance/serial';
-import { generateEphemeralKey, type CaSigner } from '../../../../services/ca/signer/signer';
+import { generateEphemeralKey, type CaSigner } from '../../../../services/common/signer/signer';
 import { makeKey, type KeyKind } from '../../../helpers/keys';
 
 /**

@@ -1,5 +1,5 @@
-import { ManualClock } from '../../../../services/ca/common/clock';
-import { silentLogger } from '../../../../services/ca/common/logger';
+import { ManualClock } from '../../../../services/common/clock';
+import { silentLogger } from '../../../../services/common/logger';
 import {
   RateLimitUnavailableError,
   RateLimiter,

@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silentLogger } from '../../../../services/ca/common/logger';
+import { silentLogger } from '../../../../services/common/logger';
 import { defaultRateLimitsPath } from '../../../../services/ca/config/loader';
 import { LIMIT_NAMES, normalizeLimitId } from '../../../../services/ca/ra/rate-limits';
 import {

@@ -2,16 +2,20 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock } from '../../../../services/ca/common/clock';
-import { silentLogger } from '../../../../services/ca/common/logger';
+import { systemClock } from '../../../../services/common/clock';
+import { silentLogger } from '../../../../services/common/logger';
 import { CertificateAuthority } from '../../../../services/ca/issuance/certificate-authority';
 import { randomSerial } from '../../../../services/ca/issuance/serial';
-import { CaLoadError } from '../../../../services/ca/signer/file-signer';
+import { CaLoadError } from '../../../../services/common/signer/file-signer';
 import {
   ReloadingFileSource,
   type ReloadResult,
-} from '../../../../services/ca/signer/reloading-source';
-import type { CaSigner, SignerSource, SigningState } from '../../../../services/ca/signer/signer';
+} from '../../../../services/common/signer/reloading-source';
+import type {
+  CaSigner,
+  SignerSource,
+  SigningState,
+} from '../../../../services/common/signer/signer';
 import { SecretVolume, makeTestCa, type TestCaFiles } from '../../../helpers/ca-files';
 import { makeKey } from '../../../helpers/keys';
 

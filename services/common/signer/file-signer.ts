@@ -1,7 +1,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Clock } from '../common/clock';
-import { decodePemBlocks } from '../common/encoding';
+import type { Clock } from '../clock';
+import { decodePemBlocks } from '../encoding';
 import { KeySigner, type CaSigner } from './signer';
 
 /**

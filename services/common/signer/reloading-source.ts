@@ -1,8 +1,8 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Clock } from '../common/clock';
-import type { Logger } from '../common/logger';
+import type { Clock } from '../clock';
+import type { Logger } from '../logger';
 import {
   CaLoadError,
   parsePublishedChain,

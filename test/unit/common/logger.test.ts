@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { CENSOR, createLogger, redactSecrets } from '../../../../services/ca/common/logger';
-import { ensureBuilt, repoRoot } from '../../../helpers/mayfly-process';
+import { CENSOR, createLogger, redactSecrets } from '../../../services/common/logger';
+import { ensureBuilt, repoRoot } from '../../helpers/mayfly-process';
 
 /** A logger writing into an array of parsed JSON lines. */
 function capture(): { lines: Record<string, unknown>[]; logger: ReturnType<typeof createLogger> } {
@@ -69,7 +69,7 @@ describe('the operational log on stdout', () => {
   beforeAll(() => ensureBuilt());
 
   it('keeps every line logged just before process.exit (asynchronous writes are flushed)', () => {
-    const loggerJs = join(repoRoot, 'dist/services/ca/common/logger.js');
+    const loggerJs = join(repoRoot, 'dist/services/common/logger.js');
     const script = `
       const { createLogger } = require(${JSON.stringify(loggerJs)});
       const log = createLogger('info');

@@ -4,15 +4,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FULCIO_OID } from '../../../../services/ca/common/certificate-identity';
-import { ManualClock, systemClock, type Clock } from '../../../../services/ca/common/clock';
+import { ManualClock, systemClock, type Clock } from '../../../../services/common/clock';
 import { CertificateAuthority } from '../../../../services/ca/issuance/certificate-authority';
 import { randomSerial } from '../../../../services/ca/issuance/serial';
 import {
   CaLoadError,
   loadFileSigner,
   type FileCaPaths,
-} from '../../../../services/ca/signer/file-signer';
-import type { CaSigner } from '../../../../services/ca/signer/signer';
+} from '../../../../services/common/signer/file-signer';
+import type { CaSigner } from '../../../../services/common/signer/signer';
 import { makeKey } from '../../../helpers/keys';
 
 /**
