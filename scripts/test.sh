@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: installs what the tests need (npm packages,
-# openssl, redis-server, promtool, nginx, cosign), checks types, lint and formatting, builds,
-# and runs every jest project (unit, integration, e2e). `npm test` runs this; so does CI.
+# openssl, redis-server, promtool, nginx, cosign, the Go reference implementations), checks
+# types, lint and formatting, builds, and runs every jest project (unit, integration, e2e).
+# `npm test` runs this; so does CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,13 @@ fi
 # cosign 2.5 (Debian trixie) for the end-to-end test; the script is a no-op when present.
 cosign_path=$(bash scripts/install-cosign.sh)
 echo "cosign: ${cosign_path}"
+
+# Go reference implementations (Fulcio, timestamp-authority, ct-go, ...) and our own Go test
+# programs, built from Debian's source packages before jest starts so that no test timeout
+# ever includes a Go build. Cached; the first run on a fresh machine takes minutes.
+go_refs_t0=$SECONDS
+bash scripts/go-refs.sh all
+echo "go-refs: ready in $((SECONDS - go_refs_t0)) s"
 
 npm ci --no-audit --no-fund
 npm run typecheck
