@@ -28,7 +28,7 @@
 # Cache: ${MAYFLY_TOOLS_CACHE:-$HOME/.cache/mayfly}/go/
 #   debs/                        downloaded .debs
 #   trees/<suite>-<key>/         unpacked tree; <key> hashes the exact package versions
-#   current-<suite>              the key in use; later calls read it and never touch the network
+#   current-<suite>-<roots>      the key in use; later calls read it and never touch the network
 #   bin/<name>-<key>-<recipe>/   built tools (<recipe> hashes this script)
 #   build/<dir>-<hash>/          `build DIR` outputs (<hash> covers DIR's files and <key>)
 #   gocache/                     GOCACHE
@@ -57,6 +57,8 @@ root_packages=(
   golang-github-google-certificate-transparency-dev
   golang-golang-x-mod-dev
   golang-google-grpc-dev
+  # for Fulcio's build: the maintained fork of github.com/PaesslerAG/jsonpath
+  golang-github-intevation-jsonpath-dev
 )
 
 log() { echo "go-refs: $*" >&2; }
@@ -95,9 +97,13 @@ apt_tmp=""
 tree="" # set by ensure_tree: the unpacked tree's root directory
 tree_key=""
 
+# The pointer file names the suite and the root package list, so editing that list (or
+# switching suites) resolves anew.
+pointer() { echo "$cache/current-$suite-$(printf '%s\n' "${root_packages[@]}" | sha)"; }
+
 current_tree() {
   local key
-  key="$(cat "$cache/current-$suite" 2>/dev/null || true)"
+  key="$(cat "$(pointer)" 2>/dev/null || true)"
   [ -n "$key" ] && [ -f "$cache/trees/$suite-$key/.complete" ] || return 1
   tree="$cache/trees/$suite-$key"
   tree_key="$key"
@@ -132,8 +138,8 @@ resolve_and_unpack() {
   key="$(printf '%s\n' "$suite" "${root_packages[@]}" "$versions" | sha)"
   dir="$cache/trees/$suite-$key"
   if [ -f "$dir/.complete" ]; then
-    echo "$key" >"$cache/current-$suite.tmp"
-    mv "$cache/current-$suite.tmp" "$cache/current-$suite"
+    echo "$key" >"$(pointer).tmp"
+    mv "$(pointer).tmp" "$(pointer)"
     return 0
   fi
 
@@ -165,15 +171,12 @@ resolve_and_unpack() {
   touch "$dir.tmp/.complete"
   rm -rf "$dir"
   mv "$dir.tmp" "$dir"
-  echo "$key" >"$cache/current-$suite.tmp"
-  mv "$cache/current-$suite.tmp" "$cache/current-$suite"
+  echo "$key" >"$(pointer).tmp"
+  mv "$(pointer).tmp" "$(pointer)"
   log "tree $dir ready ($n packages, $((SECONDS - t0)) s)"
 
-  # Older trees of this suite and .debs no tree uses any more go.
-  local other
-  for other in "$cache/trees/$suite"-*; do
-    [ "$other" = "$dir" ] || [ ! -e "$other" ] || rm -rf "$other"
-  done
+  # Older trees are left alone (another process may be building against one); remove
+  # them by hand with `rm -rf "$cache/trees/<old>"`.
 }
 
 ensure_tree() {
@@ -268,9 +271,154 @@ build_dir() {
     log "building $dir"
     rm -rf "$out.tmp"
     mkdir -p "$(dirname "$out")"
-    (cd "$dir" && run_go build -trimpath -o "$out.tmp" .) || die "go build in $dir failed"
+    # The program is built from a copy inside a GOPATH root, with a go.mod, so that its
+    # imports of /vN paths resolve the way Debian unpacks them (see make_overlay).
+    local work="$(dirname "$out").work"
+    rm -rf "$work"
+    mkdir -p "$work/src/mayfly.local"
+    cp -r "$dir" "$work/src/mayfly.local/$name"
+    [ -f "$work/src/mayfly.local/$name/go.mod" ] ||
+      printf 'module mayfly.local/%s\n' "$name" >"$work/src/mayfly.local/$name/go.mod"
+    GO_EXTRA_GOPATH="$work" run_go build -trimpath -o "$out.tmp" "mayfly.local/$name" ||
+      die "go build of $dir failed"
+    rm -rf "$work"
     mv "$out.tmp" "$out"
   fi
+  echo "$out"
+}
+
+# ---------------------------------------------------------------------------------------
+# Reference tools.
+# ---------------------------------------------------------------------------------------
+
+# make_overlay SHIMS OUT [PKG...]: a GOPATH directory OUT/src holding
+# - copies of Debian's packages PKG (files only), for the caller to patch with sed;
+# - the stand-in packages of SHIMS (scripts/lib/go-shims/<tool>, our own code; see its
+#   README), if that directory exists.
+# GOPATH lookup stops at the first root where an import path's directory exists, so every
+# directory the overlay needs as a parent would hide Debian's package of that import path:
+# such directories get a copy of Debian's files too (files only; sub-packages not in the
+# overlay still come from Debian).
+make_overlay() {
+  local shims="$1" out="$2" d src
+  shift 2
+  src="$(gopath)/src"
+  rm -rf "$out"
+  mkdir -p "$out/src"
+  for d in "$@"; do
+    [ -d "$src/$d" ] || die "no package $d in the tree"
+    mkdir -p "$out/src/$d"
+    find "$src/$d" -maxdepth 1 -type f -exec cp -t "$out/src/$d/" {} +
+  done
+  local dirs=()
+  if [ -d "$shims" ]; then
+    mapfile -t dirs < <(cd "$shims" && find . -name '*.go' -printf '%h\n' | sed 's:^\./::' | sort -u)
+  fi
+  for d in "${dirs[@]}"; do
+    mkdir -p "$out/src/$d"
+    find "$shims/$d" -maxdepth 1 -type f -exec cp -t "$out/src/$d/" {} +
+    # A go.mod lets a stand-in import /vN paths that Debian unpacks without the /vN element
+    # (GOPATH mode's "minimal module compatibility" applies only to code under a go.mod).
+    [ -f "$out/src/$d/go.mod" ] || printf 'module %s\n' "$d" >"$out/src/$d/go.mod"
+  done
+  mapfile -t dirs < <(cd "$out/src" && find . -mindepth 1 -type d | sed 's:^\./::' | sort)
+  for d in "${dirs[@]}"; do
+    if ! compgen -G "$out/src/$d/*.go" >/dev/null && [ -d "$src/$d" ]; then
+      find "$src/$d" -maxdepth 1 -type f -exec cp -t "$out/src/$d/" {} +
+    fi
+  done
+}
+
+# sed_checked FILE SCRIPT EXPECT: applies a sed script to FILE (a copy in an overlay) and
+# fails unless FILE then contains EXPECT, so an upstream change cannot silently undo it.
+sed_checked() {
+  sed -i "$2" "$1"
+  grep -qF -- "$3" "$1" || die "patching $1 failed (upstream code changed?): $2"
+}
+
+# Build-time changes to Fulcio (on copies in the overlay; Debian's tree is not modified):
+# - its Prometheus listener binds ":<metrics-port>", all interfaces, with no flag for the
+#   host; bind it to --host like the HTTP listener so that a test Fulcio listens on
+#   127.0.0.1 only. (The default --host is 0.0.0.0, so the default behaviour is unchanged.)
+patch_fulcio() {
+  local app="$1/src/github.com/sigstore/fulcio/cmd/app"
+  sed_checked "$app/serve.go" \
+    's|fmt.Sprintf(":%v", viper.GetString("metrics-port"))|fmt.Sprintf("%v:%v", viper.GetString("host"), viper.GetString("metrics-port"))|' \
+    'fmt.Sprintf("%v:%v", viper.GetString("host"), viper.GetString("metrics-port"))'
+}
+
+# Version of a package in the tree, upstream part only (no epoch, no Debian revision).
+pkg_version() {
+  local v
+  v="$(grep "^$1=" "$tree/packages.txt" | head -n 1 | cut -d= -f2)"
+  v="${v#*:}"
+  echo "${v%-*}"
+}
+
+# Recipe: which Go package each tool is, and what its build needs.
+tool_pkg() {
+  case "$1" in
+    fulcio) echo github.com/sigstore/fulcio ;;
+    timestamp-server) echo github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server ;;
+    timestamp-cli) echo github.com/sigstore/timestamp-authority/v2/cmd/timestamp-cli ;;
+    ctclient) echo github.com/google/certificate-transparency-go/client/ctclient ;;
+    *) die "unknown tool: $1" ;;
+  esac
+}
+tool_debpkg() {
+  case "$1" in
+    fulcio) echo golang-github-sigstore-fulcio-dev ;;
+    timestamp-*) echo golang-github-sigstore-timestamp-authority-dev ;;
+    ctclient) echo golang-github-google-certificate-transparency-dev ;;
+  esac
+}
+
+build_tool() {
+  local name="$1" pkg recipe out work overlay="" t0 version ldflags=""
+  pkg="$(tool_pkg "$name")"
+  recipe="$( (
+    sha256sum "$self" | cut -d' ' -f1
+    if [ -d "$repo_root/scripts/lib/go-shims/$name" ]; then
+      cd "$repo_root/scripts/lib/go-shims/$name" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    fi
+  ) | sha)"
+  out="$cache/bin/$name-$tree_key-$recipe/$name"
+  if [ -x "$out" ]; then
+    echo "$out"
+    return 0
+  fi
+  lock
+  if [ -x "$out" ]; then
+    echo "$out"
+    return 0
+  fi
+  common_overlay
+  t0=$SECONDS
+  work="$(dirname "$out").tmp"
+  rm -rf "$work"
+  mkdir -p "$work"
+  case "$name" in
+    fulcio)
+      overlay="$work/overlay"
+      make_overlay "$repo_root/scripts/lib/go-shims/$name" "$overlay" github.com/sigstore/fulcio/cmd/app
+      patch_fulcio "$overlay"
+      ;;
+  esac
+  version="$(pkg_version "$(tool_debpkg "$name")")"
+  case "$name" in
+    fulcio | timestamp-*)
+      # `version` subcommands read sigs.k8s.io/release-utils/version, set by upstream's
+      # Makefile from git; we set the Debian package's upstream version.
+      ldflags="-X sigs.k8s.io/release-utils/version.gitVersion=v$version"
+      ;;
+  esac
+  log "building $name $version ($pkg)"
+  GO_EXTRA_GOPATH="$overlay" run_go build -trimpath -ldflags "$ldflags" -o "$work/$name" "$pkg" ||
+    die "building $name failed"
+  rm -rf "$work/overlay"
+  rm -rf "$(dirname "$out")"
+  mv "$work" "$(dirname "$out")"
+  log "built $name in $((SECONDS - t0)) s"
   echo "$out"
 }
 
@@ -302,11 +450,18 @@ case "$cmd" in
     t0=$SECONDS
     echo "go: $(goroot)/bin/go ($(run_go version))"
     echo "gopath: $(gopath)"
+    for t in ctclient timestamp-cli timestamp-server fulcio; do
+      echo "$t: $(build_tool "$t")"
+    done
     for d in "$repo_root"/test/go/*/; do
       [ -d "$d" ] || continue
       echo "build $(basename "$d"): $(build_dir "$d")"
     done
     log "all built ($((SECONDS - t0)) s after the tree)"
+    ;;
+  fulcio | timestamp-server | timestamp-cli | ctclient)
+    ensure_tree
+    build_tool "$cmd"
     ;;
   *) usage ;;
 esac
