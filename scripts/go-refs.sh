@@ -292,7 +292,8 @@ build_dir() {
 # ---------------------------------------------------------------------------------------
 
 # make_overlay SHIMS OUT [PKG...]: a GOPATH directory OUT/src holding
-# - copies of Debian's packages PKG (files only), for the caller to patch with sed;
+# - copies of Debian's packages PKG (files only; PKG/... copies the whole tree below PKG),
+#   for the caller to patch with sed;
 # - the stand-in packages of SHIMS (scripts/lib/go-shims/<tool>, our own code; see its
 #   README), if that directory exists.
 # GOPATH lookup stops at the first root where an import path's directory exists, so every
@@ -306,6 +307,13 @@ make_overlay() {
   rm -rf "$out"
   mkdir -p "$out/src"
   for d in "$@"; do
+    if [ "${d%/...}" != "$d" ]; then # the whole tree below (keeps internal/ packages usable)
+      d="${d%/...}"
+      [ -d "$src/$d" ] || die "no package $d in the tree"
+      mkdir -p "$(dirname "$out/src/$d")"
+      cp -r "$src/$d" "$out/src/$d"
+      continue
+    fi
     [ -d "$src/$d" ] || die "no package $d in the tree"
     mkdir -p "$out/src/$d"
     find "$src/$d" -maxdepth 1 -type f -exec cp -t "$out/src/$d/" {} +
@@ -345,6 +353,26 @@ patch_fulcio() {
   sed_checked "$app/serve.go" \
     's|fmt.Sprintf(":%v", viper.GetString("metrics-port"))|fmt.Sprintf("%v:%v", viper.GetString("host"), viper.GetString("metrics-port"))|' \
     'fmt.Sprintf("%v:%v", viper.GetString("host"), viper.GetString("metrics-port"))'
+}
+
+# Build-time change to timestamp-authority's server (on a copy in the overlay): its
+# Prometheus listener is hard-wired to ":2112" (all interfaces, one fixed port), so two
+# servers on one machine collide and the second exits. The address is taken from
+# $MAYFLY_TSA_METRICS_ADDR when set (tests use 127.0.0.1:<free port>), ":2112" otherwise.
+patch_timestamp_server() {
+  local f="$1/src/github.com/sigstore/timestamp-authority/v2/pkg/server/prometheus.go"
+  sed_checked "$f" 's|Addr:\( *\)":2112",|Addr:\1metricsAddr(),|' 'metricsAddr(),'
+  sed_checked "$f" '0,/^import (/s||import (\n\t"os"|' '"os"'
+  cat >>"$f" <<'EOF'
+
+// metricsAddr: added at build time by mayfly's scripts/go-refs.sh.
+func metricsAddr() string {
+	if a := os.Getenv("MAYFLY_TSA_METRICS_ADDR"); a != "" {
+		return a
+	}
+	return ":2112"
+}
+EOF
 }
 
 # Version of a package in the tree, upstream part only (no epoch, no Debian revision).
@@ -402,6 +430,28 @@ build_tool() {
       overlay="$work/overlay"
       make_overlay "$repo_root/scripts/lib/go-shims/$name" "$overlay" github.com/sigstore/fulcio/cmd/app
       patch_fulcio "$overlay"
+      ;;
+    timestamp-server)
+      overlay="$work/overlay"
+      # The whole module: Go's internal/ rule is checked by directory, so a lone copy of
+      # pkg/server could not import pkg/internal/... from Debian's tree.
+      make_overlay "" "$overlay" github.com/sigstore/timestamp-authority/v2/...
+      patch_timestamp_server "$overlay"
+      ;;&
+    timestamp-*)
+      # Some Debian uploads of timestamp-authority lack the file that pkg/ntpmonitor embeds
+      # (go:embed ntpsync.yaml). Then write a minimal one, with no servers: NTP monitoring
+      # must be configured explicitly (tests pass --disable-ntp-monitoring anyway).
+      local ntp="github.com/sigstore/timestamp-authority/v2/pkg/ntpmonitor"
+      if [ ! -f "$(gopath)/src/$ntp/ntpsync.yaml" ]; then
+        overlay="$work/overlay"
+        [ -d "$overlay/src" ] || make_overlay "" "$overlay"
+        mkdir -p "$overlay/src/$ntp"
+        find "$(gopath)/src/$ntp" -maxdepth 1 -type f -exec cp -t "$overlay/src/$ntp/" {} +
+        printf '%s\n' 'request_attempts: 3' 'request_timeout: 5' 'num_servers: 0' \
+          'server_threshold: 0' 'max_time_delta: 6' 'period: 60' 'servers: []' \
+          >"$overlay/src/$ntp/ntpsync.yaml"
+      fi
       ;;
   esac
   version="$(pkg_version "$(tool_debpkg "$name")")"
