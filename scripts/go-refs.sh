@@ -131,7 +131,9 @@ resolve_and_unpack() {
   [ -n "$pick" ] || die "empty package closure"
   grep -qE '^golang-[0-9.]+-go$' <<<"$pick" || die "no Go toolchain (golang-X.Y-go) in the closure"
   # Exact versions (apt's candidate in this suite).
-  versions="$(dapt_cache show --no-all-versions $pick 2>/dev/null |
+  local pick_list=()
+  mapfile -t pick_list <<<"$pick"
+  versions="$(dapt_cache show --no-all-versions "${pick_list[@]}" 2>/dev/null |
     awk '/^Package:/{p=$2} /^Version:/{print p "=" $2}' | sort -u)"
   n="$(wc -l <<<"$versions")"
   [ "$n" -eq "$(wc -l <<<"$pick")" ] || die "could not resolve a version for every package"
@@ -227,17 +229,63 @@ EOF
 # packages changed at build time. Debian's sources in the tree are never modified.
 # ---------------------------------------------------------------------------------------
 
-# The common overlay is used by `build DIR` and every tool build.
-# Debian has at times patched github.com/sigstore/sigstore/pkg/cryptoutils.ValidatePubKey to
-# accept Ed25519 keys only; Fulcio and sigstore clients must accept ECDSA and RSA keys. When
-# the tree's ValidatePubKey has no ECDSA case we fail loudly rather than build a Fulcio
-# that rejects every ordinary CSR.
+# The common overlay, used by `build DIR` and every tool build. Prints its GOPATH directory
+# (nothing when none is needed).
+# Debian's trixie golang-github-sigstore-sigstore-dev patches
+# github.com/sigstore/sigstore/pkg/cryptoutils.ValidatePubKey to accept Ed25519 keys only
+# (to avoid a dependency on boulder's goodkey). Fulcio, timestamp-authority and every sigstore
+# client must accept ECDSA and RSA keys, so when the tree's ValidatePubKey has no ECDSA case
+# we revert that in a copy: Debian's function is renamed and a ValidatePubKey of our own
+# accepts RSA 2048/3072/4096, ECDSA P-256/P-384/P-521 and hands Ed25519 to Debian's.
 common_overlay() {
-  local f="$(gopath)/src/github.com/sigstore/sigstore/pkg/cryptoutils/publickey.go"
+  local pkg="github.com/sigstore/sigstore/pkg/cryptoutils" f out
+  f="$(gopath)/src/$pkg/publickey.go"
   [ -f "$f" ] || return 0
-  if ! awk '/^func ValidatePubKey\(/{on=1} on&&/^}/{exit} on' "$f" | grep -q 'ecdsa.PublicKey'; then
-    die "the tree's sigstore cryptoutils.ValidatePubKey has no ECDSA case (Debian patch); not supported for this suite"
+  if awk '/^func ValidatePubKey\(/{on=1} on&&/^}/{exit} on' "$f" | grep -q 'ecdsa.PublicKey'; then
+    return 0
   fi
+  out="$cache/overlays/common-$tree_key-$(sha256sum "$self" | sha)"
+  if [ ! -f "$out/.complete" ]; then
+    make_overlay "" "$out" "$pkg"
+    sed_checked "$out/src/$pkg/publickey.go" 's|^func ValidatePubKey(|func debianValidatePubKey(|' \
+      'func debianValidatePubKey('
+    cat >"$out/src/$pkg/mayfly_validatepubkey.go" <<'EOF'
+// Added at build time by mayfly's scripts/go-refs.sh: Debian's ValidatePubKey (renamed
+// debianValidatePubKey) accepts Ed25519 keys only; Sigstore accepts ECDSA and RSA keys too.
+
+package cryptoutils
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"fmt"
+)
+
+// ValidatePubKey accepts RSA keys of 2048, 3072 or 4096 bits, ECDSA keys on P-256, P-384 or
+// P-521, and Ed25519 keys.
+func ValidatePubKey(pub crypto.PublicKey) error {
+	switch pk := pub.(type) {
+	case *rsa.PublicKey:
+		switch pk.N.BitLen() {
+		case 2048, 3072, 4096:
+			return nil
+		}
+		return fmt.Errorf("unsupported RSA modulus size %d", pk.N.BitLen())
+	case *ecdsa.PublicKey:
+		switch pk.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return nil
+		}
+		return fmt.Errorf("unsupported ECDSA curve %v", pk.Curve.Params().Name)
+	}
+	return debianValidatePubKey(pub)
+}
+EOF
+    touch "$out/.complete"
+  fi
+  echo "$out"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -267,19 +315,21 @@ build_dir() {
   fi
   lock
   if [ ! -x "$out" ]; then
-    common_overlay
+    local common
+    common="$(common_overlay)"
     log "building $dir"
     rm -rf "$out.tmp"
     mkdir -p "$(dirname "$out")"
     # The program is built from a copy inside a GOPATH root, with a go.mod, so that its
     # imports of /vN paths resolve the way Debian unpacks them (see make_overlay).
-    local work="$(dirname "$out").work"
+    local work
+    work="$(dirname "$out").work"
     rm -rf "$work"
     mkdir -p "$work/src/mayfly.local"
     cp -r "$dir" "$work/src/mayfly.local/$name"
     [ -f "$work/src/mayfly.local/$name/go.mod" ] ||
       printf 'module mayfly.local/%s\n' "$name" >"$work/src/mayfly.local/$name/go.mod"
-    GO_EXTRA_GOPATH="$work" run_go build -trimpath -o "$out.tmp" "mayfly.local/$name" ||
+    GO_EXTRA_GOPATH="$work${common:+:$common}" run_go build -trimpath -o "$out.tmp" "mayfly.local/$name" ||
       die "go build of $dir failed"
     rm -rf "$work"
     mv "$out.tmp" "$out"
@@ -420,7 +470,8 @@ build_tool() {
     echo "$out"
     return 0
   fi
-  common_overlay
+  local common
+  common="$(common_overlay)"
   t0=$SECONDS
   work="$(dirname "$out").tmp"
   rm -rf "$work"
@@ -463,7 +514,8 @@ build_tool() {
       ;;
   esac
   log "building $name $version ($pkg)"
-  GO_EXTRA_GOPATH="$overlay" run_go build -trimpath -ldflags "$ldflags" -o "$work/$name" "$pkg" ||
+  GO_EXTRA_GOPATH="$overlay${common:+${overlay:+:}$common}" \
+    run_go build -trimpath -ldflags "$ldflags" -o "$work/$name" "$pkg" ||
     die "building $name failed"
   rm -rf "$work/overlay"
   rm -rf "$(dirname "$out")"
