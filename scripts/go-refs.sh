@@ -68,7 +68,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,15p' "$self" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$self" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
