@@ -330,7 +330,11 @@ build_dir() {
     [ -f "$work/src/mayfly.local/$name/go.mod" ] ||
       printf 'module mayfly.local/%s\n' "$name" >"$work/src/mayfly.local/$name/go.mod"
     GO_EXTRA_GOPATH="$work${common:+:$common}" run_go build -trimpath -o "$out.tmp" "mayfly.local/$name" ||
-      die "go build of $dir failed"
+      {
+        rm -rf "$work" "$out.tmp"
+        rmdir "$(dirname "$out")" 2>/dev/null || true
+        die "go build of $dir failed"
+      }
     rm -rf "$work"
     mv "$out.tmp" "$out"
   fi
@@ -516,7 +520,10 @@ build_tool() {
   log "building $name $version ($pkg)"
   GO_EXTRA_GOPATH="$overlay${common:+${overlay:+:}$common}" \
     run_go build -trimpath -ldflags "$ldflags" -o "$work/$name" "$pkg" ||
-    die "building $name failed"
+    {
+      rm -rf "$work"
+      die "building $name failed"
+    }
   rm -rf "$work/overlay"
   rm -rf "$(dirname "$out")"
   mv "$work" "$(dirname "$out")"
@@ -548,22 +555,22 @@ case "$cmd" in
     ;;
   all)
     # Everything the tests use, built up front (scripts/test.sh runs this before jest).
+    # (Each result goes through a variable: a failure inside "$(...)" then stops the run.)
     ensure_tree
     t0=$SECONDS
-    echo "go: $(goroot)/bin/go ($(run_go version))"
+    v="$(run_go version)"
+    echo "go: $(goroot)/bin/go ($v)"
     echo "gopath: $(gopath)"
     for t in ctclient timestamp-cli timestamp-server fulcio; do
-      echo "$t: $(build_tool "$t")"
+      p="$(build_tool "$t")"
+      echo "$t: $p"
     done
     for d in "$repo_root"/test/go/*/; do
       [ -d "$d" ] || continue
-      echo "build $(basename "$d"): $(build_dir "$d")"
+      p="$(build_dir "$d")"
+      echo "build $(basename "$d"): $p"
     done
     log "all built ($((SECONDS - t0)) s after the tree)"
-    ;;
-  fulcio | timestamp-server | timestamp-cli | ctclient)
-    ensure_tree
-    build_tool "$cmd"
     ;;
   *) usage ;;
 esac
