@@ -572,5 +572,9 @@ case "$cmd" in
     done
     log "all built ($((SECONDS - t0)) s after the tree)"
     ;;
+  fulcio | timestamp-server | timestamp-cli | ctclient)
+    ensure_tree
+    build_tool "$cmd"
+    ;;
   *) usage ;;
 esac

@@ -124,6 +124,19 @@ describe('Go reference implementations (scripts/go-refs.sh)', () => {
     expect(one).toBe('1 96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7');
   });
 
+  it("sigstore's cryptoutils.ValidatePubKey accepts ECDSA and RSA keys, as upstream does", () => {
+    // Debian trixie's package accepts Ed25519 only; go-refs.sh restores ECDSA and RSA.
+    const out = run(buildGo('test/go/validate-pubkey'), []);
+    expect(out.trim().split('\n')).toEqual([
+      'ecdsa-p256 ok',
+      'ecdsa-p384 ok',
+      'ecdsa-p224 rejected',
+      'rsa-2048 ok',
+      'rsa-1024 rejected',
+      'ed25519 ok',
+    ]);
+  });
+
   it('the reference command-line tools run', () => {
     expect(run(goTool('ctclient'), ['--help'])).toContain('Certificate Transparency');
     expect(run(goTool('timestamp-cli'), ['--help'])).toContain('Timestamp command line interface');
