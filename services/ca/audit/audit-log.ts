@@ -1,6 +1,6 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import pino from 'pino';
-import type { CertificateIdentity } from '../common/certificate-identity';
+import type { CertificateIdentity } from '../certificate-identity/certificate-identity';
 import { baseLoggerOptions } from '../../common/logger';
 
 /**

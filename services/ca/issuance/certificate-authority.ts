@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { CertificateIdentity } from '../common/certificate-identity';
+import type { CertificateIdentity } from '../certificate-identity/certificate-identity';
 import { CaError } from '../common/errors';
 import { withTimeout } from '../../common/timeout';
 import {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
+import { FULCIO_OID, type CertificateIdentity } from '../certificate-identity/certificate-identity';
 import { TAG, oid, tlv } from './der-codec';
 import { readSpki } from './spki';
 

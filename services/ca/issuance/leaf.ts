@@ -1,6 +1,6 @@
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
+import { FULCIO_OID, type CertificateIdentity } from '../certificate-identity/certificate-identity';
 import {
   OID,
   authorityKeyIdExtension,

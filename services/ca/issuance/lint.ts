@@ -1,5 +1,5 @@
 import { constants, createHash, verify, type KeyObject } from 'node:crypto';
-import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
+import { FULCIO_OID, type CertificateIdentity } from '../certificate-identity/certificate-identity';
 import type { SignatureHash } from '../../common/signer/signer';
 import {
   DerError,

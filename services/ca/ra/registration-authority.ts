@@ -1,6 +1,6 @@
 import type { Clock } from '../../common/clock';
 import { CaError } from '../common/errors';
-import { nextTurn } from '../common/next-turn';
+import { nextTurn } from '../../common/next-turn';
 import type { Logger } from '../../common/logger';
 import type { Principal } from '../identity/principal';
 import type { CertificateAuthority, IssuedCertificate } from '../issuance/certificate-authority';

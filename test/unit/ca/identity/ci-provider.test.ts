@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { JWTPayload } from 'jose';
-import type { CertificateIdentity } from '../../../../services/ca/common/certificate-identity';
+import type { CertificateIdentity } from '../../../../services/ca/certificate-identity/certificate-identity';
 import { CaError } from '../../../../services/ca/common/errors';
 import {
   parseIdentityConfig,

@@ -3,7 +3,7 @@ import {
   FULCIO_OID,
   type CertificateExtensionValue,
   type CertificateIdentity,
-} from '../../../../services/ca/common/certificate-identity';
+} from '../../../../services/ca/certificate-identity/certificate-identity';
 import {
   assembleCertificate,
   keyIdentifier,

@@ -3,8 +3,8 @@ import {
   FULCIO_EXTENSIONS,
   type FulcioExtensionField,
   type FulcioExtensionValues,
-} from '../../../common/certificate-identity';
-import { GoTemplate, GoTemplateError } from '../../../common/go-template';
+} from '../../../certificate-identity/certificate-identity';
+import { GoTemplate, GoTemplateError } from '../../../gocompat/go-template';
 import type {
   CiIssuerMetadata,
   IdentityConfig,

@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { formatGoValue } from '../../../common/go-fmt';
+import { formatGoValue } from '../../../gocompat/go-fmt';
 import { issuerClaimSteps, type OidcIssuerConfig } from '../../../config/identity-config';
 import { goField, goString, issuerOf, subjectOf } from '../../claims';
 import { renderExtensions } from '../../extensions';

@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { parseGoUrl } from '../../../common/go-url';
+import { parseGoUrl } from '../../../gocompat/go-url';
 import type { OidcIssuerConfig } from '../../../config/identity-config';
 import { goInt64, goString, issuerOf, subjectOf } from '../../claims';
 import { embedUrl, renderExtensions, uriSan } from '../../extensions';

@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { GoUrlError, parseGoUrl } from '../../../common/go-url';
+import { GoUrlError, parseGoUrl } from '../../../gocompat/go-url';
 import type { OidcIssuerConfig } from '../../../config/identity-config';
 import { issuerOf, subjectOf } from '../../claims';
 import { embedUrl, renderExtensions, uriSan } from '../../extensions';
