@@ -1,7 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import YAML, { CST, Lexer } from 'yaml';
-import { FULCIO_EXTENSIONS, type FulcioExtensionField } from '../certificate-identity/certificate-identity';
+import {
+  FULCIO_EXTENSIONS,
+  type FulcioExtensionField,
+} from '../certificate-identity/certificate-identity';
 import { GoTemplate, GoTemplateError } from '../gocompat/go-template';
 import { GoUrlError, parseGoUrl, type GoUrl } from '../gocompat/go-url';
 import { parseTrustDomain } from '../common/spiffe';
