@@ -25,7 +25,7 @@ import {
   subjectKeyIdOf,
   subjectNameDer,
 } from '../services/ca/issuance/der';
-import { buildLeafTbs } from '../services/ca/issuance/leaf';
+import { buildLeafTbs } from '../test/helpers/leaf';
 import { children, readTlv, type Tlv } from '../services/ca/issuance/der-codec';
 import { LeafTemplate } from '../services/ca/issuance/leaf-template';
 import { lintCertificate } from '../services/ca/issuance/lint';

@@ -4,7 +4,7 @@ import { TAG, oid, tlv } from './der-codec';
 import { readSpki } from './spki';
 
 /**
- * The per-request fast path of the leaf (the same profile as leaf.ts): everything fixed for
+ * The leaf certificate (the same profile as test/helpers/leaf.ts): everything fixed for
  * one issuing CA — version, signature algorithm, issuer name, KeyUsage, EKU, AKI — is
  * encoded once; serial, validity, SPKI, SKI, SAN and the Fulcio extensions are spliced in
  * with their DER lengths. buildLeafTbs (pkijs) stays the reference: the unit tests prove the

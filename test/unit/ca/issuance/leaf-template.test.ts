@@ -10,7 +10,7 @@ import {
   signatureAlgorithmFor,
   name,
 } from '../../../../services/ca/issuance/der';
-import { buildLeafTbs } from '../../../../services/ca/issuance/leaf';
+import { buildLeafTbs } from '../../../helpers/leaf';
 import { LeafTemplate } from '../../../../services/ca/issuance/leaf-template';
 import { lintCertificate, type LintIssuer } from '../../../../services/ca/issuance/lint';
 import { randomSerial } from '../../../../services/ca/issuance/serial';

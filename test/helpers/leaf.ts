@@ -1,6 +1,9 @@
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { FULCIO_OID, type CertificateIdentity } from '../certificate-identity/certificate-identity';
+import {
+  FULCIO_OID,
+  type CertificateIdentity,
+} from '../../services/ca/certificate-identity/certificate-identity';
 import {
   OID,
   authorityKeyIdExtension,
@@ -11,7 +14,7 @@ import {
   name,
   parseDer,
   subjectKeyIdExtension,
-} from './der';
+} from '../../services/ca/issuance/der';
 
 /**
  * The code-signing leaf profile (fulcio-reference §3): empty subject, one critical SAN,
