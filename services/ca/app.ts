@@ -41,8 +41,6 @@ export interface AppOverrides {
   readonly fetch?: FetchLike;
   readonly signer?: CaSigner;
   readonly identityConfig?: IdentityConfig;
-  /** Applied to the identity config at every (re)load (main adds the development issuer). */
-  readonly identityTransform?: (config: IdentityConfig) => IdentityConfig;
   /** Name resolution for issuers with their own HTTP client (CACert, in-cluster). */
   readonly lookup?: LookupFunction;
   readonly discoveryRetryMs?: number;
@@ -175,7 +173,6 @@ export async function createApp(
     ...(fromFile
       ? { path: config.identityConfig, reloadIntervalMs: config.identityConfigReloadMs }
       : {}),
-    ...(overrides.identityTransform ? { transform: overrides.identityTransform } : {}),
     kubernetes: {
       caFile: config.oidc.kubernetesCaFile,
       tokenFile: config.oidc.kubernetesTokenFile,

@@ -58,8 +58,6 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
   { env: 'MAYFLY_WORKERS', path: ['workers'], kind: 'int' },
-  { env: 'MAYFLY_DEV_ISSUER', path: ['devIssuer', 'enabled'], kind: 'bool' },
-  { env: 'MAYFLY_DEV_ISSUER_PORT', path: ['devIssuer', 'port'], kind: 'int' },
   // Rate limiting (see config/ratelimits.yaml and the README's "Rate limits").
   { env: 'MAYFLY_RATELIMITS', path: ['rateLimits', 'file'], kind: 'pathOrOff' },
   { env: 'MAYFLY_RATELIMITS_RELOAD_MS', path: ['rateLimits', 'reloadIntervalMs'], kind: 'int' },
@@ -96,6 +94,9 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_REDIS_CONNECT_TIMEOUT_MS', path: ['redis', 'connectTimeoutMs'], kind: 'int' },
   { env: 'MAYFLY_REDIS_KEY_PREFIX', path: ['redis', 'keyPrefix'], kind: 'string' },
 ];
+
+/** Settings the CA had once and refuses now, so that a deployment relying on them fails fast. */
+const RETIRED_ENV: readonly string[] = ['MAYFLY_DEV_ISSUER', 'MAYFLY_DEV_ISSUER_PORT'];
 
 /** Path settings that are relative in a file are relative to that file's folder. */
 const FILE_PATH_SETTINGS: readonly (readonly string[])[] = [
@@ -223,6 +224,12 @@ export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
       if (typeof value === 'string' && value !== RATE_LIMITS_OFF && !isAbsolute(value))
         setPath(raw, path, resolve(base, value));
     }
+  }
+  for (const name of RETIRED_ENV) {
+    if (env[name] !== undefined)
+      problems.push(
+        `${name}: the development OIDC issuer is no longer part of the CA; run it as its own process (npm run dev-issuer)`,
+      );
   }
   for (const binding of ENV_BINDINGS) {
     const text = env[binding.env];
