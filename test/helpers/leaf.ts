@@ -1,11 +1,11 @@
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
+import { OID } from '../../services/ca/issuance/oids';
 import {
   FULCIO_OID,
   type CertificateIdentity,
 } from '../../services/ca/certificate-identity/certificate-identity';
 import {
-  OID,
   authorityKeyIdExtension,
   certificateTime,
   codeSigningEkuExtension,

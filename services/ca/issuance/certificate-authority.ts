@@ -13,7 +13,7 @@ import { keyIdentifier, signatureAlgorithmFor, subjectKeyIdOf, subjectNameDer } 
 import { LeafTemplate } from './leaf-template';
 import { lintCertificate, type LintIssuer } from './lint';
 import { serialHex } from './serial';
-import { readSpki, type SpkiInfo } from './spki';
+import { leafKeyId, readSpki, type SpkiInfo } from './spki';
 
 /** Plain data the registration authority hands to the CA. */
 export interface IssuanceRequest {
@@ -212,8 +212,10 @@ export class CertificateAuthority {
     // One snapshot for the whole request: chain, key and names stay together.
     const ca = this.issuingCa();
     const { signer } = ca;
+    // The CA's one read of the key: its re-check, its algorithm and its identifier.
     const key = this.recheck(request, ca.notAfter);
     const keyAlgorithm = keyAlgorithmName(key.key);
+    const subjectKeyId = leafKeyId(key);
     this.audit?.signing(requester.origin, {
       publicKey: { spki: request.publicKey, algorithm: keyAlgorithm },
       serial,
@@ -231,6 +233,7 @@ export class CertificateAuthority {
         notBefore: request.notBefore,
         notAfter: request.notAfter,
         spki: request.publicKey,
+        subjectKeyId,
         identity: request.identity,
       });
       der = ca.template.certificate(tbs, await this.timedSign(signer, tbs));
@@ -240,6 +243,7 @@ export class CertificateAuthority {
     const problems = lintCertificate(der, {
       ...request,
       spki: request.publicKey,
+      subjectKeyId,
       issuer: ca.lintIssuer,
     });
     if (problems.length > 0) {
