@@ -1,7 +1,8 @@
 import cluster from 'node:cluster';
 import { createLogger } from '../common/logger';
 import { ConfigError, configPathFromArgs, loadServerConfig } from './config/loader';
-import { IdentityConfigError, loadIdentityConfig } from './config/identity-config';
+import { IdentityConfigError } from './config/identity-config';
+import { loadIdentityConfig } from './identity/identity-config';
 import type { ServerConfig } from './config/schema';
 import { createApp, listen } from './app';
 import {

@@ -1,11 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
-import {
-  IdentityConfigError,
-  parseIdentityConfig,
-  type IdentityConfig,
-} from '../config/identity-config';
+import { IdentityConfigError, type IdentityConfig } from '../config/identity-config';
+import { parseIdentityConfig } from './identity-config';
 import { IssuerPool, type IdentityOptions, type IssuerDescription } from './issuer-pool';
 import type { Principal } from './principal';
 

@@ -108,6 +108,12 @@ export function embedCiProvider(
 
 export const ciProviderIssuerType: IssuerTypeHandler = {
   type: 'ci-provider',
+  challengeClaim: 'sub',
+  validateConfig(issuer, { ciIssuerMetadata }) {
+    return ciIssuerMetadata.has(issuer.ciProvider)
+      ? []
+      : [`ci-provider ${JSON.stringify(issuer.ciProvider)} has no CIIssuerMetadata`];
+  },
   principal(claims: JWTPayload, issuer: OidcIssuerConfig, config?: IdentityConfig): Principal {
     const iss = issuerOf(claims, issuer.issuerUrl);
     const metadata = config?.ciIssuerMetadata.get(issuer.ciProvider);

@@ -37,6 +37,7 @@ type GithubClaims = Record<(typeof REQUIRED)[number], string>;
 
 export const githubWorkflowIssuerType: IssuerTypeHandler = {
   type: 'github-workflow',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     // Go decodes every field (a value of the wrong type fails) before checking any.
     const c = Object.fromEntries(

@@ -50,6 +50,7 @@ type GitlabClaims = Record<(typeof STRING_FIELDS)[number], string>;
 
 export const gitlabPipelineIssuerType: IssuerTypeHandler = {
   type: 'gitlab-pipeline',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const c = Object.fromEntries(
       STRING_FIELDS.map((name) => [name, goString(claims, name)]),
