@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, get } from 'node:http';
@@ -604,12 +605,16 @@ function renderReport(r: Report): string {
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const profile = args.includes('--smoke') ? SMOKE : FULL;
-  const outIndex = args.indexOf('--out');
+  const { values: args } = parseArgs({
+    args: process.argv.slice(2),
+    options: { smoke: { type: 'boolean' }, out: { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const profile = args.smoke ? SMOKE : FULL;
   const outDir = resolve(
-    outIndex >= 0
-      ? args[outIndex + 1]!
+    args.out !== undefined
+      ? args.out
       : profile.smoke
         ? scratchDir()
         : join(repoRoot, 'bench/results'),

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { RATE_LIMITS_OFF } from './ratelimit-schema';
@@ -256,12 +257,13 @@ export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
   return parsed.data;
 }
 
-/** `--config PATH` or `--config=PATH` from argv. */
+/** `--config PATH`, `--config=PATH` or `-c PATH` from argv; anything else is left alone. */
 export function configPathFromArgs(argv: readonly string[]): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === '--config' || arg === '-c') return argv[i + 1];
-    if (arg.startsWith('--config=')) return arg.slice('--config='.length);
-  }
-  return undefined;
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { config: { type: 'string', short: 'c' } },
+    strict: false,
+    allowPositionals: true,
+  });
+  return typeof values.config === 'string' ? values.config : undefined;
 }
