@@ -212,6 +212,7 @@ export async function createApp(
     clock,
     lifetimeSeconds: config.certificateLifetimeSeconds,
     logger,
+    stageBatching: config.stageBatching,
   });
   let ready = true;
   const health = {

@@ -59,6 +59,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
   { env: 'MAYFLY_WORKERS', path: ['workers'], kind: 'int' },
+  { env: 'MAYFLY_STAGE_BATCHING', path: ['stageBatching'], kind: 'bool' },
   // Rate limiting (see config/ratelimits.yaml and the README's "Rate limits").
   { env: 'MAYFLY_RATELIMITS', path: ['rateLimits', 'file'], kind: 'pathOrOff' },
   { env: 'MAYFLY_RATELIMITS_RELOAD_MS', path: ['rateLimits', 'reloadIntervalMs'], kind: 'int' },

@@ -291,6 +291,7 @@ describe('loadServerConfig from the environment', () => {
     MAYFLY_SHUTDOWN_GRACE_MS: { text: '1000', want: 1000 },
     MAYFLY_SHUTDOWN_DELAY_MS: { text: '1500', want: 1500 },
     MAYFLY_WORKERS: { text: '4', want: 4 },
+    MAYFLY_STAGE_BATCHING: { text: 'false', want: false },
     MAYFLY_RATELIMITS: { text: '/etc/mayfly/limits.yaml', want: '/etc/mayfly/limits.yaml' },
     MAYFLY_RATELIMITS_RELOAD_MS: { text: '2000', want: 2000 },
     MAYFLY_RATELIMIT_FAILURE_POLICY: { text: 'fail-closed', want: 'fail-closed' },
