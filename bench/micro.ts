@@ -25,11 +25,12 @@ import {
   subjectKeyIdOf,
   subjectNameDer,
 } from '../services/ca/issuance/der';
-import { buildLeafTbs } from '../services/ca/issuance/leaf';
+import { buildLeafTbs } from '../test/helpers/leaf';
 import { children, readTlv, type Tlv } from '../services/ca/issuance/der-codec';
 import { LeafTemplate } from '../services/ca/issuance/leaf-template';
 import { lintCertificate } from '../services/ca/issuance/lint';
 import { randomSerial } from '../services/ca/issuance/serial';
+import { leafKeyId, readSpki } from '../services/ca/issuance/spki';
 import { AlgorithmPolicy } from '../services/ca/pop/algorithms';
 import { verifyProof } from '../services/ca/pop/proof';
 import { importPublicKey, parsePublicKey } from '../services/ca/pop/public-key';
@@ -242,13 +243,17 @@ export async function runMicro(
   });
   const now = new Date(Math.floor(Date.now() / 1000) * 1000);
   const identity = (await pool.authenticate(fixtures[0]!.token)).certificateIdentity();
-  const fields = () => ({
-    serial: randomSerial(),
-    notBefore: now,
-    notAfter: new Date(now.getTime() + 600_000),
-    spki: nextFixture().spki,
-    identity,
-  });
+  const fields = () => {
+    const spki = nextFixture().spki;
+    return {
+      serial: randomSerial(),
+      notBefore: now,
+      notAfter: new Date(now.getTime() + 600_000),
+      spki,
+      subjectKeyId: leafKeyId(readSpki(spki)),
+      identity,
+    };
+  };
   const caKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
   const sampleTbs = template.tbs(fields());
   await add('certificate', `ECDSA P-256 sign of the ${sampleTbs.length}-byte TBS (floor)`, () =>
@@ -290,6 +295,7 @@ export async function runMicro(
   const expectation = {
     identity,
     spki: fixtures[0]!.spki,
+    subjectKeyId: leafKeyId(readSpki(fixtures[0]!.spki)),
     serial: new Uint8Array(0),
     notBefore: issued.notBefore,
     notAfter: issued.notAfter,

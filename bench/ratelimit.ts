@@ -13,7 +13,8 @@ import { RedisStore } from '../services/ca/ratelimit/redis-store';
 import type { RateLimitStore } from '../services/ca/ratelimit/store';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { startRedis, stopAllRedis, type RedisProcess } from '../test/helpers/redis';
-import { generousLimitsFile, identityConfigFor, makeFixtures, scratchDir } from './lib/fixtures';
+import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { generousLimitsFile, makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type LoadResult } from './lib/load';
 import { load1, machineFacts, treeCpuSeconds } from './lib/proc';
 

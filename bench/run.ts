@@ -1,15 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer, get } from 'node:http';
+import { get } from 'node:http';
 import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { startDevIssuer, type DevIssuer } from '../services/dev-issuer/dev-issuer';
-import {
-  generousLimitsFile,
-  identityConfigFor,
-  makeFixtures,
-  scratchDir,
-  type Fixture,
-} from './lib/fixtures';
+import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { startRedis as startTestRedis } from '../test/helpers/redis';
+import { generousLimitsFile, makeFixtures, scratchDir, type Fixture } from './lib/fixtures';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
 import { latencyPlot, type LoadPoint } from './lib/plot';
@@ -186,34 +183,10 @@ async function startScript(name: string, script: string, dir: string, env: Recor
   } satisfies RunningServer;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
-async function startRedis(
-  dir: string,
-): Promise<{ port: number; stop(): Promise<void> } | undefined> {
+/** A redis-server of test/helpers (tracked, killed on exit), or undefined without one. */
+async function startRedis(): Promise<{ port: number; stop(): Promise<void> } | undefined> {
   if (spawnSync('redis-server', ['--version']).status !== 0) return undefined;
-  const port = await freePort();
-  const out = join(dir, 'redis.log');
-  const fd = openSync(out, 'w');
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', fd, fd] },
-  );
-  closeSync(fd);
-  children.add(child);
-  await waitForLine(out, /Ready to accept connections/, child, 'redis-server');
-  return { port, stop: stopper(child) };
+  return startTestRedis();
 }
 
 /** A number from the server's Prometheus metrics. */
@@ -604,12 +577,16 @@ function renderReport(r: Report): string {
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const profile = args.includes('--smoke') ? SMOKE : FULL;
-  const outIndex = args.indexOf('--out');
+  const { values: args } = parseArgs({
+    args: process.argv.slice(2),
+    options: { smoke: { type: 'boolean' }, out: { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const profile = args.smoke ? SMOKE : FULL;
   const outDir = resolve(
-    outIndex >= 0
-      ? args[outIndex + 1]!
+    args.out !== undefined
+      ? args.out
       : profile.smoke
         ? scratchDir()
         : join(repoRoot, 'bench/results'),
@@ -689,7 +666,7 @@ async function main(): Promise<void> {
     () => startMayfly('mayfly-memory-limiter', dir, { ...baseEnv, MAYFLY_RATELIMITS: limitsFile }),
     v2,
   );
-  const redis = await startRedis(dir);
+  const redis = await startRedis();
   if (redis) {
     scenario(
       'mayfly v2, Redis limiter',

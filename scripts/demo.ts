@@ -8,7 +8,7 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { createApp, listen } from '../services/ca/app';
 import { createLogger } from '../services/common/logger';
-import { loadIdentityConfig } from '../services/ca/config/identity-config';
+import { loadIdentityConfig } from '../services/ca/identity/identity-config';
 import { loadServerConfig } from '../services/ca/config/loader';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 

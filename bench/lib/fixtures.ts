@@ -65,16 +65,6 @@ export async function makeFixtures(
   return out;
 }
 
-/** An identity config (Fulcio's format) trusting only the local issuer; returns its path. */
-export function identityConfigFor(issuer: DevIssuer, dir: string): string {
-  const path = join(dir, 'identity.yaml');
-  writeFileSync(
-    path,
-    `oidc-issuers:\n  ${issuer.url}:\n    issuer-url: ${issuer.url}\n    client-id: sigstore\n    type: email\n`,
-  );
-  return path;
-}
-
 /**
  * Limits high enough that no benchmark request is refused: the limiter does all of its
  * work (every bucket is spent) without changing what is measured.

@@ -41,8 +41,6 @@ export interface AppOverrides {
   readonly fetch?: FetchLike;
   readonly signer?: CaSigner;
   readonly identityConfig?: IdentityConfig;
-  /** Applied to the identity config at every (re)load (main adds the development issuer). */
-  readonly identityTransform?: (config: IdentityConfig) => IdentityConfig;
   /** Name resolution for issuers with their own HTTP client (CACert, in-cluster). */
   readonly lookup?: LookupFunction;
   readonly discoveryRetryMs?: number;
@@ -58,6 +56,8 @@ export interface MayflyApp {
   readonly metricsApp: express.Express;
   readonly metrics: Metrics;
   readonly ca: CertificateAuthority;
+  /** The signing flow for any transport (HTTP is one; it reports its own decisions). */
+  readonly ra: RegistrationAuthority;
   /** The identity config in service; reload() re-reads its file (SIGHUP). */
   readonly identity: IdentityService;
   /** Turns readiness off, e.g. while draining. */
@@ -152,16 +152,23 @@ export async function createApp(
   });
   let ca: CertificateAuthority;
   let closeCa = (): void => undefined;
-  const signing = {
-    signed: (result: 'ok' | 'error', seconds: number) =>
-      metrics.signerDuration.observe({ result }, seconds),
+  const audit = new AuditLog(
+    overrides.auditLogger ?? createAuditLogger({ file: config.auditLogFile }),
+  );
+  const caOptions = {
+    observer: {
+      signed: (result: 'ok' | 'error', seconds: number) =>
+        metrics.signerDuration.observe({ result }, seconds),
+    },
+    signTimeoutMs: config.ca.signTimeoutMs,
+    audit,
   };
   if (overrides.signer) {
-    ca = new CertificateAuthority(overrides.signer, signing, config.ca.signTimeoutMs);
+    ca = new CertificateAuthority(overrides.signer, caOptions);
     observeCa(metrics, overrides.signer.chain, 1);
   } else {
     const made = await createSignerSource(config, clock, logger, metrics, overrides.ephemeralCa);
-    ca = new CertificateAuthority(made.source, signing, config.ca.signTimeoutMs);
+    ca = new CertificateAuthority(made.source, caOptions);
     closeCa = made.close;
   }
   metrics.trackCaChains(
@@ -175,7 +182,6 @@ export async function createApp(
     ...(fromFile
       ? { path: config.identityConfig, reloadIntervalMs: config.identityConfigReloadMs }
       : {}),
-    ...(overrides.identityTransform ? { transform: overrides.identityTransform } : {}),
     kubernetes: {
       caFile: config.oidc.kubernetesCaFile,
       tokenFile: config.oidc.kubernetesTokenFile,
@@ -198,12 +204,15 @@ export async function createApp(
   const rateLimiting = createRateLimiting(config, { clock, logger, metrics });
   const ra = new RegistrationAuthority({
     identity,
+    audit,
+    metrics,
     ...(rateLimiting ? { rateLimiting } : {}),
     ca,
     algorithms: new AlgorithmPolicy(config.clientSigningAlgorithms),
     clock,
     lifetimeSeconds: config.certificateLifetimeSeconds,
     logger,
+    stageBatching: config.stageBatching,
   });
   let ready = true;
   const health = {
@@ -215,8 +224,6 @@ export async function createApp(
     trustBundle: () => ca.trustBundle(),
     issuers: () => identity.describe(),
     health,
-    audit: new AuditLog(overrides.auditLogger ?? createAuditLogger({ file: config.auditLogFile })),
-    issuerLookup: identity,
     metrics,
     logger,
     maxRequestBytes: config.maxRequestBytes,
@@ -228,6 +235,7 @@ export async function createApp(
     metricsApp,
     metrics,
     ca,
+    ra,
     identity,
     setReady: (r) => (ready = r),
     isReady: () => ready,

@@ -1,11 +1,8 @@
 import cluster from 'node:cluster';
-import { createLogger, type Logger } from '../common/logger';
+import { createLogger } from '../common/logger';
 import { ConfigError, configPathFromArgs, loadServerConfig } from './config/loader';
-import {
-  IdentityConfigError,
-  loadIdentityConfig,
-  type IdentityConfig,
-} from './config/identity-config';
+import { IdentityConfigError } from './config/identity-config';
+import { loadIdentityConfig } from './identity/identity-config';
 import type { ServerConfig } from './config/schema';
 import { createApp, listen } from './app';
 import {
@@ -19,28 +16,12 @@ import { drain, onStopSignals } from './lifecycle';
 import { reportToPrimary } from './metrics/cluster';
 import { LimitsFileError } from './ratelimit/limits-file';
 import { CaLoadError } from '../common/signer/file-signer';
-import { startDevIssuer } from '../dev-issuer/dev-issuer';
 
 /**
  * Process entry: load and validate config (fail fast), build, listen, and on SIGTERM
  * drain: report not-ready, stop accepting, finish in-flight requests within the grace
  * period, exit 0. A second signal exits at once.
  */
-
-async function withDevIssuer(config: ServerConfig, logger: Logger) {
-  const issuer = await startDevIssuer({ host: config.devIssuer.host, port: config.devIssuer.port });
-  logger.warn(
-    { issuer: issuer.url, tokenEndpoint: `${issuer.url}/token?email=you@example.com` },
-    'DEVELOPMENT OIDC ISSUER ENABLED: anybody who can reach it can mint identities; never enable in production',
-  );
-  // Added to every identity config read, the first and each reloaded one.
-  const transform = (identity: IdentityConfig): IdentityConfig => {
-    const oidcIssuers = new Map(identity.oidcIssuers);
-    oidcIssuers.set(issuer.url, issuer.issuerConfig);
-    return { ...identity, oidcIssuers };
-  };
-  return { transform, close: () => issuer.close() };
-}
 
 async function main(): Promise<void> {
   let config: ServerConfig;
@@ -69,11 +50,6 @@ async function main(): Promise<void> {
   }
   const workers = workerCount(config);
   if (!inWorker && workers > 1) {
-    if (config.devIssuer.enabled) {
-      // Each worker would mint with keys of its own: tokens would verify on one worker only.
-      process.stderr.write('mayfly: MAYFLY_DEV_ISSUER cannot be used with MAYFLY_WORKERS > 1\n');
-      process.exit(2);
-    }
     // SIGHUP reloads the identity config: each worker reloads its own.
     process.on('SIGHUP', () => {
       for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
@@ -83,19 +59,9 @@ async function main(): Promise<void> {
   }
   // A worker signs with the ephemeral CA its primary made (a file CA it reads itself).
   const ephemeralCa = inWorker ? await caFromPrimary() : null;
-  let closeDevIssuer: (() => Promise<void>) | undefined;
-  let identityTransform: ((identity: IdentityConfig) => IdentityConfig) | undefined;
-  if (config.devIssuer.enabled) {
-    const dev = await withDevIssuer(config, logger);
-    identityTransform = dev.transform;
-    closeDevIssuer = dev.close;
-  }
   let app;
   try {
-    app = await createApp(config, logger, {
-      ...(identityTransform ? { identityTransform } : {}),
-      ...(ephemeralCa ? { ephemeralCa } : {}),
-    });
+    app = await createApp(config, logger, ephemeralCa ? { ephemeralCa } : {});
   } catch (err) {
     if (err instanceof LimitsFileError) {
       logger.fatal({ problems: err.problems }, 'invalid rate limits file');
@@ -146,10 +112,7 @@ async function main(): Promise<void> {
         setReady: (ready) => running.setReady(ready),
         servers: [api.server],
         lateServers: metrics ? [metrics.server] : [],
-        close: async () => {
-          await running.close();
-          await closeDevIssuer?.();
-        },
+        close: () => running.close(),
       }).then(() => process.exit(0));
     },
     // A worker drains when its primary tells it to (SIGTERM); Ctrl-C reaches it too.

@@ -106,9 +106,14 @@ export async function startMayflyProcess(env: Record<string, string>): Promise<M
   };
 }
 
-/** A temporary Fulcio-format identity config trusting the given issuer for email identities. */
-export function identityConfigFor(issuer: DevIssuer): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mayfly-identity-'));
+/**
+ * A Fulcio-format identity config trusting the given issuer for email identities, in `dir`
+ * (default: a new temporary folder); returns its path. The tests' and bench/'s one copy.
+ */
+export function identityConfigFor(
+  issuer: Pick<DevIssuer, 'url'>,
+  dir = mkdtempSync(join(tmpdir(), 'mayfly-identity-')),
+): string {
   const path = join(dir, 'identity.yaml');
   writeFileSync(
     path,

@@ -79,7 +79,7 @@ test('two workers: one CA, both serving, metrics aggregated, clean stop', async 
   }
 }, 60_000);
 
-test('refuses the development issuer with more than one worker', async () => {
+test('refuses MAYFLY_DEV_ISSUER: the CA holds no development issuer, with workers or without', async () => {
   await expect(
     startMayflyProcess({
       MAYFLY_IDENTITY_CONFIG: identityConfig,
@@ -87,5 +87,7 @@ test('refuses the development issuer with more than one worker', async () => {
       MAYFLY_DEV_ISSUER: 'true',
       MAYFLY_DEV_ISSUER_PORT: '0',
     }),
-  ).rejects.toThrow(/exited with 2[\s\S]*MAYFLY_DEV_ISSUER cannot be used with MAYFLY_WORKERS/);
+  ).rejects.toThrow(
+    /exited with 2[\s\S]*MAYFLY_DEV_ISSUER: the development OIDC issuer is no longer part of the CA/,
+  );
 });

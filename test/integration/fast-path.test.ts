@@ -4,10 +4,12 @@ import { makeKey, proofFor } from '../helpers/keys';
 import { startTestCa, v1Body, v2Body, type TestCa } from '../helpers/mayfly';
 
 /**
- * The signing routes are served by node:http (http/fast-path.ts) instead of the Express
- * router. Every request below is sent both ways — to `app.api` (the fast path) and to
- * `app.api.express` (Express alone) — and must get the same status, headers and body
- * (certificates aside, which differ by serial and key).
+ * The signing route is declared once (http/signing.ts) and reached straight from the
+ * node:http listener (http/fast-path.ts); Express serves the rest, and mounts the same
+ * handler on its router. Every request below is sent both ways — to `app.api` (the listener)
+ * and to `app.api.express` (Express alone) — and must get the same status, headers and body
+ * (certificates aside, which differ by serial and key): Express's decoration of the request
+ * changes nothing, and the paths Express answers (501, 404) are the same.
  */
 
 const EMAIL = 'alice@example.com';

@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 
 /**
@@ -53,24 +54,23 @@ export function parseOptions(
   env: NodeJS.ProcessEnv,
   repoRoot: string,
 ): SoakOptions {
-  const flags = new Map<string, string>();
-  const switches = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(arg)}`);
-    const eq = arg.indexOf('=');
-    if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1));
-    else if (arg === '--keep') switches.add('keep');
-    else {
-      const value = argv[i + 1];
-      if (value === undefined) throw new Error(`${arg} needs a value`);
-      flags.set(arg.slice(2), value);
-      i++;
-    }
-  }
-  const known = ['duration', 'rate', 'target', 'identities', 'retries', 'out'];
-  for (const name of flags.keys())
-    if (!known.includes(name)) throw new Error(`unknown flag --${name}`);
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      duration: { type: 'string' },
+      rate: { type: 'string' },
+      target: { type: 'string' },
+      identities: { type: 'string' },
+      retries: { type: 'string' },
+      out: { type: 'string' },
+      keep: { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const flags = new Map(
+    Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string'),
+  );
   const pick = (flag: string, envName: string) => flags.get(flag) ?? env[envName];
   const duration = pick('duration', 'SOAK_DURATION');
   const rate = pick('rate', 'SOAK_RATE');
@@ -93,6 +93,6 @@ export function parseOptions(
         : Math.max(2, Math.round(positive('identities', identities))),
     retries: retriesValue,
     outDir: out ?? join(repoRoot, 'bench/results'),
-    keep: switches.has('keep') || env.SOAK_KEEP === '1',
+    keep: values.keep === true || env.SOAK_KEEP === '1',
   };
 }

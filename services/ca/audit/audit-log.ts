@@ -1,13 +1,15 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import pino from 'pino';
-import type { CertificateIdentity } from '../common/certificate-identity';
+import type { CertificateIdentity } from '../certificate-identity/certificate-identity';
 import { baseLoggerOptions } from '../../common/logger';
 
 /**
- * The audit log: one JSON line per signing request's outcome — a certificate issued, a
- * request refused (a client error), or a request that failed (a server error). It is its
- * own pino instance with its own destination, so a log pipeline can ship it apart from the
- * operational log; every line carries `log: "audit"`.
+ * The audit log, written where things happen (as Boulder does): the CA writes a line for
+ * the certificate it is about to sign, then one for the result — the certificate issued, or
+ * the failure; the registration authority writes one for a request it refuses (a client
+ * error) or that fails before it reaches the CA. It is its own pino instance with its own
+ * destination, so a log pipeline can ship it apart from the operational log; every line
+ * carries `log: "audit"`.
  *
  * What it never holds: an identity token, a proof of possession, a CSR or any key. It gets
  * only the fields below (the certificate is reduced to fingerprints and names here), and
@@ -33,10 +35,10 @@ export function createAuditLogger(
   return pino(loggerOptions, destination);
 }
 
-/** Where a request came from, as HTTP saw it. */
+/** Where a request came from, as its transport saw it. */
 export interface AuditRequest {
   readonly requestId: string;
-  /** The API route (`/api/v2/signingCert`, `/api/v1/signingCert`). */
+  /** The API route (`/api/v2/signingCert`, `/api/v1/signingCert`), or the caller's name. */
   readonly route: string;
   /** The TCP peer's address. */
   readonly clientIp: string | undefined;
@@ -64,6 +66,11 @@ export interface IssuedCertificateRecord {
   readonly publicKey?: { readonly spki: Uint8Array; readonly algorithm: string };
 }
 
+/** What the CA is about to sign: the certificate's content, before the signature. */
+export type SigningRecord = Omit<IssuedCertificateRecord, 'der' | 'publicKey'> & {
+  readonly publicKey: { readonly spki: Uint8Array; readonly algorithm: string };
+};
+
 export interface RefusalRecord {
   /** The refusal class: token, key, proof, csr, algorithm, identity, request, rate_limit. */
   readonly reason: string;
@@ -80,6 +87,8 @@ export interface FailureRecord {
   readonly code: string;
   readonly status: number;
   readonly issuer?: string | undefined;
+  /** The serial of the certificate the CA failed to issue (lower-case hex), once it had one. */
+  readonly serial?: string | undefined;
 }
 
 const CURVES: Readonly<Record<string, string>> = {
@@ -140,6 +149,26 @@ function where(request: AuditRequest) {
 export class AuditLog {
   constructor(private readonly logger: AuditLogger) {}
 
+  /** The CA is about to sign this certificate (the line before the signer is called). */
+  signing(request: AuditRequest, record: SigningRecord): void {
+    this.logger.info(
+      {
+        event: 'certificate_signing',
+        ...where(request),
+        serial: record.serial,
+        san: { type: record.identity.san.type, value: record.identity.san.value },
+        issuer: record.issuer,
+        issuerType: record.issuerType,
+        subject: record.subject,
+        keyAlgorithm: record.publicKey.algorithm,
+        publicKeySha256: sha256Hex(record.publicKey.spki),
+        notBefore: record.notBefore.toISOString(),
+        notAfter: record.notAfter.toISOString(),
+      },
+      'signing certificate',
+    );
+  }
+
   issued(request: AuditRequest, record: IssuedCertificateRecord): void {
     let key = record.publicKey;
     if (!key) {
@@ -191,6 +220,7 @@ export class AuditLog {
         code: record.code,
         status: record.status,
         ...(record.issuer === undefined ? {} : { issuer: record.issuer }),
+        ...(record.serial === undefined ? {} : { serial: record.serial }),
       },
       'signing request failed',
     );

@@ -1,10 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import YAML, { CST, Lexer } from 'yaml';
-import { FULCIO_EXTENSIONS, type FulcioExtensionField } from '../common/certificate-identity';
-import { GoTemplate, GoTemplateError } from '../common/go-template';
-import { GoUrlError, parseGoUrl, type GoUrl } from '../common/go-url';
-import { parseTrustDomain } from '../common/spiffe';
+import {
+  FULCIO_EXTENSIONS,
+  type FulcioExtensionField,
+} from '../certificate-identity/certificate-identity';
+import { GoTemplate, GoTemplateError } from '../gocompat/go-template';
 
 /**
  * Fulcio's identity configuration (OIDCIssuers / MetaIssuers / CIIssuerMetadata), read
@@ -15,21 +16,6 @@ import { parseTrustDomain } from '../common/spiffe';
  * to the same key here: lower case with dashes and underscores removed. Map keys (issuer
  * URLs, provider names, template value names) are data and are never folded.
  */
-
-export const ISSUER_TYPES = [
-  'email',
-  'github-workflow',
-  'gitlab-pipeline',
-  'buildkite-job',
-  'codefresh-workflow',
-  'chainguard-identity',
-  'kubernetes',
-  'spiffe',
-  'uri',
-  'username',
-  'ci-provider',
-] as const;
-export type IssuerType = (typeof ISSUER_TYPES)[number];
 
 export interface OidcIssuerConfig {
   readonly issuerUrl: string;
@@ -59,6 +45,29 @@ export interface IdentityConfig {
   readonly metaIssuers: ReadonlyMap<string, OidcIssuerConfig>;
   readonly ciIssuerMetadata: ReadonlyMap<string, CiIssuerMetadata>;
 }
+
+/**
+ * What the identity config needs of one issuer type. The identity module's registry of type
+ * handlers is the table (identity/identity-config.ts binds it): a type is known here only
+ * because a handler says so, and validates its own settings.
+ */
+export interface IssuerTypeRules {
+  readonly type: string;
+  /** The claim the proof of possession signs unless the issuer names one (`email`, `sub`). */
+  readonly challengeClaim: string;
+  /** May an issuer of this type map the certificate's issuer from a claim (IssuerClaim)? */
+  readonly issuerClaim?: boolean;
+  /** Fulcio's validateConfig rules for this type: one message per problem. */
+  validateConfig?(issuer: OidcIssuerConfig, context: IssuerConfigContext): readonly string[];
+}
+
+export interface IssuerConfigContext {
+  /** A MetaIssuers entry (Fulcio checks those for less). */
+  readonly isMeta: boolean;
+  readonly ciIssuerMetadata: ReadonlyMap<string, CiIssuerMetadata>;
+}
+
+export type IssuerTypes = ReadonlyMap<string, IssuerTypeRules>;
 
 export class IdentityConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -158,12 +167,9 @@ function issuerMap(raw: unknown, where: string, problems: string[]): Map<string,
   return out;
 }
 
-/** The challenge claim Fulcio derives: the configured one, else by type. */
-export function challengeClaimOf(issuer: OidcIssuerConfig): string {
-  if (issuer.challengeClaim) return issuer.challengeClaim;
-  if (issuer.type === 'email') return 'email';
-  if ((ISSUER_TYPES as readonly string[]).includes(issuer.type)) return 'sub';
-  return '';
+/** The challenge claim Fulcio derives: the configured one, else its type's, else none. */
+export function challengeClaimWith(issuer: OidcIssuerConfig, types: IssuerTypes): string {
+  return issuer.challengeClaim || (types.get(issuer.type)?.challengeClaim ?? '');
 }
 
 /**
@@ -185,30 +191,11 @@ export function issuerClaimSteps(path: string): (string | number)[] | undefined 
   return steps.length > 0 ? steps : undefined;
 }
 
-function goUrl(text: string): GoUrl | string {
-  try {
-    return parseGoUrl(text);
-  } catch (err) {
-    if (err instanceof GoUrlError) return err.message;
-    throw err;
-  }
-}
-
-/** Fulcio's validateAllowedDomain: equal hostnames, or the same last two labels. */
-function allowedDomain(subjectHost: string, issuerHost: string): string | undefined {
-  if (subjectHost === issuerHost) return undefined;
-  const s = subjectHost.split('.');
-  const i = issuerHost.split('.');
-  if (s.length < 2) return `URI hostname too short: ${subjectHost}`;
-  if (i.length < 2) return `URI hostname too short: ${issuerHost}`;
-  if (s.at(-1) === i.at(-1) && s.at(-2) === i.at(-2)) return undefined;
-  return `hostname top-level and second-level domains do not match: ${subjectHost}, ${issuerHost}`;
-}
-
 /** Fulcio's validateConfig rules (fulcio-reference §4.1), one message per problem. */
 function validateIssuer(
   issuer: OidcIssuerConfig,
-  isMeta: boolean,
+  context: IssuerConfigContext,
+  types: IssuerTypes,
   where: string,
   problems: string[],
 ): void {
@@ -220,66 +207,12 @@ function validateIssuer(
       problem(`failed to parse CA certificate for issuer ${issuer.issuerUrl}`);
     }
   }
-  if (issuer.type === 'email' && issuer.issuerClaim && !issuerClaimSteps(issuer.issuerClaim)) {
-    problem(
-      `issuer claim ${JSON.stringify(issuer.issuerClaim)} is not a JSONPath mayfly evaluates ($.a.b, $['a'], $.a[0])`,
-    );
-  }
-  if (isMeta) {
-    // Fulcio checks meta issuers for these alone.
-    if (issuer.type === 'spiffe') problem('SPIFFE meta issuers not supported');
-    if (!challengeClaimOf(issuer)) problem('issuer missing challenge claim');
-    return;
-  }
-  if (issuer.issuerClaim && issuer.type !== 'email') {
+  const rules = types.get(issuer.type);
+  // Fulcio checks meta issuers for their type's rules and the challenge claim alone.
+  if (!context.isMeta && issuer.issuerClaim && !rules?.issuerClaim)
     problem('only email issuers can use issuer claim mapping');
-  }
-  if (issuer.type === 'spiffe') {
-    if (!issuer.spiffeTrustDomain) problem('spiffe issuer must have SPIFFETrustDomain set');
-    else {
-      try {
-        parseTrustDomain(issuer.spiffeTrustDomain);
-      } catch {
-        problem('spiffe trust domain is invalid');
-      }
-    }
-  }
-  if (issuer.type === 'uri') {
-    if (!issuer.subjectDomain) problem('uri issuer must have SubjectDomain set');
-    else {
-      const domain = goUrl(issuer.subjectDomain);
-      const iss = goUrl(issuer.issuerUrl);
-      if (typeof domain === 'string') problem(domain);
-      else if (domain.scheme === '') problem('SubjectDomain for uri must contain scheme');
-      else if (typeof iss === 'string') problem(iss);
-      else if (iss.scheme === '') problem('issuer for uri must contain scheme');
-      else if (domain.scheme !== iss.scheme) {
-        problem(
-          `subject (${domain.schemeText}) and issuer (${iss.schemeText}) URI schemes do not match`,
-        );
-      } else {
-        const refused = allowedDomain(domain.hostname(), iss.hostname());
-        if (refused) problem(refused);
-      }
-    }
-  }
-  if (issuer.type === 'username') {
-    if (!issuer.subjectDomain) problem('username issuer must have SubjectDomain set');
-    else {
-      const domain = goUrl(issuer.subjectDomain);
-      const iss = goUrl(issuer.issuerUrl);
-      if (typeof domain === 'string') problem(domain);
-      else if (domain.scheme !== '')
-        problem('SubjectDomain for username should not contain scheme');
-      else if (typeof iss === 'string') problem(iss);
-      else if (iss.scheme === '') problem('issuer for username must contain scheme');
-      else {
-        const refused = allowedDomain(issuer.subjectDomain, iss.hostname());
-        if (refused) problem(refused);
-      }
-    }
-  }
-  if (!challengeClaimOf(issuer)) problem('issuer missing challenge claim');
+  for (const message of rules?.validateConfig?.(issuer, context) ?? []) problem(message);
+  if (!challengeClaimWith(issuer, types)) problem('issuer missing challenge claim');
 }
 
 /**
@@ -343,7 +276,15 @@ function splitGoStyleAliasKeys(text: string): string {
   return copy === text ? out : text;
 }
 
-export function parseIdentityConfig(text: string, source = 'identity config'): IdentityConfig {
+/**
+ * Reads an identity config; `types` (the identity module's registry) knows the issuer types
+ * and validates each one's settings. identity/identity-config.ts binds the registry.
+ */
+export function parseIdentityConfigWith(
+  types: IssuerTypes,
+  text: string,
+  source = 'identity config',
+): IdentityConfig {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -390,21 +331,26 @@ export function parseIdentityConfig(text: string, source = 'identity config'): I
     }
   }
   for (const [url, issuer] of oidcIssuers)
-    validateIssuer(issuer, false, `OIDCIssuers[${url}]`, problems);
+    validateIssuer(
+      issuer,
+      { isMeta: false, ciIssuerMetadata },
+      types,
+      `OIDCIssuers[${url}]`,
+      problems,
+    );
   for (const [url, issuer] of metaIssuers)
-    validateIssuer(issuer, true, `MetaIssuers[${url}]`, problems);
-  for (const [url, issuer] of [...oidcIssuers, ...metaIssuers]) {
-    if (issuer.type === 'ci-provider' && !ciIssuerMetadata.has(issuer.ciProvider)) {
-      problems.push(
-        `${url}: ci-provider ${JSON.stringify(issuer.ciProvider)} has no CIIssuerMetadata`,
-      );
-    }
-  }
+    validateIssuer(
+      issuer,
+      { isMeta: true, ciIssuerMetadata },
+      types,
+      `MetaIssuers[${url}]`,
+      problems,
+    );
   if (problems.length > 0) throw new IdentityConfigError(problems.map((p) => `${source}: ${p}`));
   return { oidcIssuers, metaIssuers, ciIssuerMetadata };
 }
 
-export function loadIdentityConfig(path: string): IdentityConfig {
+export function loadIdentityConfigWith(types: IssuerTypes, path: string): IdentityConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -413,5 +359,5 @@ export function loadIdentityConfig(path: string): IdentityConfig {
       `cannot read identity config ${path}: ${(err as Error).message}`,
     ]);
   }
-  return parseIdentityConfig(text, path);
+  return parseIdentityConfigWith(types, text, path);
 }

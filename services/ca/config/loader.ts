@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import { RATE_LIMITS_OFF } from './ratelimit-schema';
@@ -58,8 +59,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
   { env: 'MAYFLY_WORKERS', path: ['workers'], kind: 'int' },
-  { env: 'MAYFLY_DEV_ISSUER', path: ['devIssuer', 'enabled'], kind: 'bool' },
-  { env: 'MAYFLY_DEV_ISSUER_PORT', path: ['devIssuer', 'port'], kind: 'int' },
+  { env: 'MAYFLY_STAGE_BATCHING', path: ['stageBatching'], kind: 'bool' },
   // Rate limiting (see config/ratelimits.yaml and the README's "Rate limits").
   { env: 'MAYFLY_RATELIMITS', path: ['rateLimits', 'file'], kind: 'pathOrOff' },
   { env: 'MAYFLY_RATELIMITS_RELOAD_MS', path: ['rateLimits', 'reloadIntervalMs'], kind: 'int' },
@@ -96,6 +96,9 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_REDIS_CONNECT_TIMEOUT_MS', path: ['redis', 'connectTimeoutMs'], kind: 'int' },
   { env: 'MAYFLY_REDIS_KEY_PREFIX', path: ['redis', 'keyPrefix'], kind: 'string' },
 ];
+
+/** Settings the CA had once and refuses now, so that a deployment relying on them fails fast. */
+const RETIRED_ENV: readonly string[] = ['MAYFLY_DEV_ISSUER', 'MAYFLY_DEV_ISSUER_PORT'];
 
 /** Path settings that are relative in a file are relative to that file's folder. */
 const FILE_PATH_SETTINGS: readonly (readonly string[])[] = [
@@ -224,6 +227,12 @@ export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
         setPath(raw, path, resolve(base, value));
     }
   }
+  for (const name of RETIRED_ENV) {
+    if (env[name] !== undefined)
+      problems.push(
+        `${name}: the development OIDC issuer is no longer part of the CA; run it as its own process (npm run dev-issuer)`,
+      );
+  }
   for (const binding of ENV_BINDINGS) {
     const text = env[binding.env];
     if (text === undefined) continue;
@@ -249,12 +258,13 @@ export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
   return parsed.data;
 }
 
-/** `--config PATH` or `--config=PATH` from argv. */
+/** `--config PATH`, `--config=PATH` or `-c PATH` from argv; anything else is left alone. */
 export function configPathFromArgs(argv: readonly string[]): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === '--config' || arg === '-c') return argv[i + 1];
-    if (arg.startsWith('--config=')) return arg.slice('--config='.length);
-  }
-  return undefined;
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { config: { type: 'string', short: 'c' } },
+    strict: false,
+    allowPositionals: true,
+  });
+  return typeof values.config === 'string' ? values.config : undefined;
 }

@@ -102,14 +102,8 @@ export const serverConfigSchema = z
     shutdownDelayMs: z.number().int().min(0).max(600000).default(0),
     /** Worker processes (node cluster); 1 = no cluster, 0 = one per available core. */
     workers: z.number().int().min(0).max(256).default(1),
-    devIssuer: z
-      .object({
-        enabled: z.boolean().default(false),
-        host: z.string().default('127.0.0.1'),
-        port: port.default(5556),
-      })
-      .strict()
-      .default({ enabled: false, host: '127.0.0.1', port: 5556 }),
+    /** The RA yields to the event loop between its stages (services/common/next-turn.ts). */
+    stageBatching: z.boolean().default(true),
     rateLimits: rateLimitsSchema,
     redis: redisSchema,
     /** Proxies whose X-Forwarded-For names the client (for the per-client-ip limit). */

@@ -11,8 +11,6 @@ declare module 'express-serve-static-core' {
   interface Locals {
     requestId: string;
     log: Logger;
-    /** The configured issuer a signing request's token names (unverified; audit only). */
-    claimedIssuer?: string | undefined;
   }
 }
 

@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { formatFloatF, formatGoValue } from '../common/go-fmt';
+import { formatFloatF, formatGoValue } from '../gocompat/go-fmt';
 import { ClaimError } from './types/types';
 
 /**

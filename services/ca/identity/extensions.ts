@@ -3,9 +3,9 @@ import {
   type CertificateExtensionValue,
   type CertificateIdentity,
   type FulcioExtensionValues,
-} from '../common/certificate-identity';
+} from '../certificate-identity/certificate-identity';
 import { CaError } from '../common/errors';
-import { GoUrlError, parseGoUrl, type GoUrl } from '../common/go-url';
+import { GoUrlError, parseGoUrl, type GoUrl } from '../gocompat/go-url';
 
 /**
  * What Fulcio's `principal.Embed` produces, as data: the extensions of

@@ -1,11 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
-import {
-  IdentityConfigError,
-  parseIdentityConfig,
-  type IdentityConfig,
-} from '../config/identity-config';
+import { readFileSync } from 'node:fs';
+import { watchFiles, type FileWatch } from '../../common/file-watch';
+import { IdentityConfigError, type IdentityConfig } from '../config/identity-config';
+import { parseIdentityConfig } from './identity-config';
 import { IssuerPool, type IdentityOptions, type IssuerDescription } from './issuer-pool';
 import type { Principal } from './principal';
 
@@ -42,9 +39,7 @@ export class IdentityService {
   private pool: IssuerPool;
   private fileDigest: string | undefined;
   private refusedDigest: string | undefined;
-  private readonly watchers: FSWatcher[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private watching: FileWatch | undefined;
   private closed = false;
 
   /**
@@ -158,46 +153,19 @@ export class IdentityService {
   /** Watches the file's folder and starts the re-read timer. */
   start(): void {
     const { path, logger } = this.options;
-    if (!path || this.closed) return;
-    const interval = this.options.reloadIntervalMs ?? 0;
-    if (interval > 0) {
-      this.timer = setInterval(() => this.reload('timer'), interval);
-      this.timer.unref();
-    }
-    const dir = dirname(path);
-    try {
-      // A ConfigMap update swaps the folder's `..data` symlink and an editor may rename a
-      // temporary file over the config: any event in the folder is worth a read, which
-      // costs one hash when the file did not change.
-      const watcher = watch(dir, { persistent: false }, () => this.schedule());
-      watcher.on('error', (err) => {
-        logger.warn(
-          { dir, err: err.message },
-          'identity config folder watch failed; relying on the re-read timer',
-        );
-        watcher.close();
-      });
-      this.watchers.push(watcher);
-    } catch (err) {
-      logger.warn(
-        { dir, err: (err as Error).message },
-        'cannot watch the identity config folder; relying on the re-read timer',
-      );
-    }
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => this.reload('file'), this.options.debounceMs ?? 200);
-    this.debounce.unref();
+    if (!path || this.closed || this.watching) return;
+    this.watching = watchFiles({
+      paths: [path],
+      intervalMs: this.options.reloadIntervalMs ?? 0,
+      ...(this.options.debounceMs === undefined ? {} : { debounceMs: this.options.debounceMs }),
+      what: 'identity config',
+      logger,
+      onChange: (trigger) => this.reload(trigger),
+    });
   }
 
   close(): void {
     this.closed = true;
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
-    for (const watcher of this.watchers) watcher.close();
-    this.watchers.length = 0;
+    this.watching?.close();
   }
 }

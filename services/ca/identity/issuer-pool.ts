@@ -2,11 +2,8 @@ import type { LookupFunction } from 'node:net';
 import type { Clock } from '../../common/clock';
 import { CaError } from '../common/errors';
 import type { Logger } from '../../common/logger';
-import {
-  challengeClaimOf,
-  type IdentityConfig,
-  type OidcIssuerConfig,
-} from '../config/identity-config';
+import { type IdentityConfig, type OidcIssuerConfig } from '../config/identity-config';
+import { challengeClaimOf } from './identity-config';
 import {
   OidcVerifier,
   TokenVerificationError,

@@ -3,7 +3,7 @@
 import type {
   CertificateExtensionValue,
   CertificateIdentity,
-} from '../common/certificate-identity';
+} from '../certificate-identity/certificate-identity';
 
 export type { CertificateExtensionValue, CertificateIdentity };
 

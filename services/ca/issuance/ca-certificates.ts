@@ -1,10 +1,10 @@
 import type { KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
+import { OID } from './oids';
 import type { Clock } from '../../common/clock';
 import type { CaSigner, KeySigner } from '../../common/signer/signer';
 import {
-  OID,
   assembleCertificate,
   authorityKeyIdExtension,
   codeSigningEkuExtension,

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
-import type { CertificateIdentity } from '../common/certificate-identity';
-import { CaError } from '../common/errors';
+import type { CertificateIdentity } from '../certificate-identity/certificate-identity';
+import { keyAlgorithmName, type AuditLog, type AuditRequest } from '../audit/audit-log';
+import { CaError, isCaError } from '../common/errors';
 import { withTimeout } from '../../common/timeout';
 import {
   fixedSource,
@@ -12,7 +13,7 @@ import { keyIdentifier, signatureAlgorithmFor, subjectKeyIdOf, subjectNameDer } 
 import { LeafTemplate } from './leaf-template';
 import { lintCertificate, type LintIssuer } from './lint';
 import { serialHex } from './serial';
-import { readSpki } from './spki';
+import { leafKeyId, readSpki, type SpkiInfo } from './spki';
 
 /** Plain data the registration authority hands to the CA. */
 export interface IssuanceRequest {
@@ -21,6 +22,33 @@ export interface IssuanceRequest {
   readonly serial: Uint8Array;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** Who asked, for the audit lines (plain data: the CA never runs identity code). */
+  readonly requester?: IssuanceRequester;
+}
+
+export interface IssuanceRequester {
+  readonly origin: AuditRequest;
+  /** The token's verified `iss`, its issuer type and `sub`. */
+  readonly issuer: string;
+  readonly issuerType: string;
+  readonly subject: string;
+}
+
+/** A request with no requester named (a direct caller of the CA). */
+const UNNAMED: IssuanceRequester = {
+  origin: { requestId: '', route: 'ca', clientIp: undefined },
+  issuer: '',
+  issuerType: '',
+  subject: '',
+};
+
+export interface CertificateAuthorityOptions {
+  /** Told how long each signature took (the signer latency metric). */
+  readonly observer?: SigningObserver;
+  /** How long one signature may take (a hung KMS or HSM fails the request, not holds it). */
+  readonly signTimeoutMs?: number;
+  /** Where the CA audits what it signs: the request before, the result (or failure) after. */
+  readonly audit?: AuditLog;
 }
 
 export interface IssuedCertificate {
@@ -101,14 +129,15 @@ function sameChain(a: readonly Uint8Array[], b: readonly Uint8Array[]): boolean 
 export class CertificateAuthority {
   private readonly source: SignerSource;
   private readonly described = new WeakMap<CaSigner, IssuingCa>();
+  private readonly observer: SigningObserver | undefined;
+  private readonly signTimeoutMs: number;
+  private readonly audit: AuditLog | undefined;
 
-  constructor(
-    signer: CaSigner | SignerSource,
-    private readonly observer?: SigningObserver,
-    /** How long one signature may take (a hung KMS or HSM fails the request, not holds it). */
-    private readonly signTimeoutMs = 10_000,
-  ) {
+  constructor(signer: CaSigner | SignerSource, options: CertificateAuthorityOptions = {}) {
     this.source = isSignerSource(signer) ? signer : fixedSource(signer);
+    this.observer = options.observer;
+    this.signTimeoutMs = options.signTimeoutMs ?? 10_000;
+    this.audit = options.audit;
     this.issuingCa(); // a CA without a chain fails here, at start
   }
 
@@ -136,11 +165,67 @@ export class CertificateAuthority {
     return chains;
   }
 
+  /**
+   * Audit, sign, audit (as Boulder's CA): the certificate about to be signed is audited
+   * before the signer is called, then the certificate issued, or the failure — whatever
+   * failed, from the re-check to the final lint.
+   */
   async issue(request: IssuanceRequest): Promise<IssuedCertificate> {
+    const requester = request.requester ?? UNNAMED;
+    const serial = serialHex(request.serial);
+    try {
+      const issued = await this.signed(request, requester, serial);
+      this.audit?.issued(requester.origin, {
+        der: issued.der,
+        publicKey: { spki: request.publicKey, algorithm: issued.keyAlgorithm },
+        serial,
+        identity: request.identity,
+        issuer: requester.issuer,
+        issuerType: requester.issuerType,
+        subject: requester.subject,
+        notBefore: request.notBefore,
+        notAfter: request.notAfter,
+      });
+      return {
+        der: issued.der,
+        chain: issued.chain,
+        serial,
+        notBefore: request.notBefore,
+        notAfter: request.notAfter,
+      };
+    } catch (err) {
+      this.audit?.failed(requester.origin, {
+        code: isCaError(err) ? err.code : 'internal',
+        status: isCaError(err) ? err.mapping.httpStatus : 500,
+        issuer: requester.issuer || undefined,
+        serial,
+      });
+      throw err;
+    }
+  }
+
+  private async signed(
+    request: IssuanceRequest,
+    requester: IssuanceRequester,
+    serial: string,
+  ): Promise<{ der: Uint8Array; chain: readonly Uint8Array[]; keyAlgorithm: string }> {
     // One snapshot for the whole request: chain, key and names stay together.
     const ca = this.issuingCa();
     const { signer } = ca;
-    this.recheck(request, ca.notAfter);
+    // The CA's one read of the key: its re-check, its algorithm and its identifier.
+    const key = this.recheck(request, ca.notAfter);
+    const keyAlgorithm = keyAlgorithmName(key.key);
+    const subjectKeyId = leafKeyId(key);
+    this.audit?.signing(requester.origin, {
+      publicKey: { spki: request.publicKey, algorithm: keyAlgorithm },
+      serial,
+      identity: request.identity,
+      issuer: requester.issuer,
+      issuerType: requester.issuerType,
+      subject: requester.subject,
+      notBefore: request.notBefore,
+      notAfter: request.notAfter,
+    });
     let der: Uint8Array;
     try {
       const tbs = ca.template.tbs({
@@ -148,6 +233,7 @@ export class CertificateAuthority {
         notBefore: request.notBefore,
         notAfter: request.notAfter,
         spki: request.publicKey,
+        subjectKeyId,
         identity: request.identity,
       });
       der = ca.template.certificate(tbs, await this.timedSign(signer, tbs));
@@ -157,6 +243,7 @@ export class CertificateAuthority {
     const problems = lintCertificate(der, {
       ...request,
       spki: request.publicKey,
+      subjectKeyId,
       issuer: ca.lintIssuer,
     });
     if (problems.length > 0) {
@@ -165,13 +252,7 @@ export class CertificateAuthority {
         `issued certificate failed its check: ${problems.join('; ')}`,
       );
     }
-    return {
-      der,
-      chain: signer.chain,
-      serial: serialHex(request.serial),
-      notBefore: request.notBefore,
-      notAfter: request.notAfter,
-    };
+    return { der, chain: signer.chain, keyAlgorithm };
   }
 
   private async timedSign(signer: CaSigner, tbs: Uint8Array): Promise<Uint8Array> {
@@ -192,7 +273,8 @@ export class CertificateAuthority {
     }
   }
 
-  private recheck(request: IssuanceRequest, notAfterLimit: Date): void {
+  /** Throws unless the request is one the CA signs; returns the key as the CA read it. */
+  private recheck(request: IssuanceRequest, notAfterLimit: Date): SpkiInfo {
     const fail = (why: string): never => {
       throw new CaError('ca_backend', `issuance request refused: ${why}`);
     };
@@ -227,5 +309,6 @@ export class CertificateAuthority {
     if (!request.identity.extensions.some((e) => e.oid === '1.3.6.1.4.1.57264.1.8' && e.value)) {
       fail('extensions must have a non-empty issuer url');
     }
+    return spki!;
   }
 }

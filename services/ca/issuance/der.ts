@@ -3,20 +3,9 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { toArrayBuffer } from '../../common/encoding';
 import type { SignatureHash } from '../../common/signer/signer';
+import { OID } from './oids';
 
 /** Small ASN.1 building blocks shared by the leaf and CA certificate builders. */
-
-export const OID = {
-  keyUsage: '2.5.29.15',
-  extKeyUsage: '2.5.29.37',
-  basicConstraints: '2.5.29.19',
-  subjectKeyIdentifier: '2.5.29.14',
-  authorityKeyIdentifier: '2.5.29.35',
-  subjectAltName: '2.5.29.17',
-  codeSigning: '1.3.6.1.5.5.7.3.3',
-  organization: '2.5.4.10',
-  commonName: '2.5.4.3',
-} as const;
 
 export function parseDer(der: Uint8Array): asn1js.AsnType {
   const parsed = asn1js.fromBER(toArrayBuffer(der));

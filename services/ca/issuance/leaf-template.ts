@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
-import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
+import { FULCIO_OID, type CertificateIdentity } from '../certificate-identity/certificate-identity';
 import { TAG, oid, tlv } from './der-codec';
-import { readSpki } from './spki';
+import { OID } from './oids';
 
 /**
- * The per-request fast path of the leaf (the same profile as leaf.ts): everything fixed for
+ * The leaf certificate (the same profile as test/helpers/leaf.ts): everything fixed for
  * one issuing CA — version, signature algorithm, issuer name, KeyUsage, EKU, AKI — is
  * encoded once; serial, validity, SPKI, SKI, SAN and the Fulcio extensions are spliced in
  * with their DER lengths. buildLeafTbs (pkijs) stays the reference: the unit tests prove the
@@ -24,17 +23,10 @@ export interface LeafTemplateFields {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly spki: Uint8Array;
+  /** The key's identifier (spki.ts leafKeyId), from the CA's one read of the SPKI. */
+  readonly subjectKeyId: Uint8Array;
   readonly identity: CertificateIdentity;
 }
-
-const OIDS = {
-  keyUsage: '2.5.29.15',
-  extKeyUsage: '2.5.29.37',
-  subjectKeyIdentifier: '2.5.29.14',
-  authorityKeyIdentifier: '2.5.29.35',
-  subjectAltName: '2.5.29.17',
-  codeSigning: '1.3.6.1.5.5.7.3.3',
-} as const;
 
 const VERSION_3 = Buffer.from([0xa0, 0x03, 0x02, 0x01, 0x02]);
 const EMPTY_NAME = Buffer.from([0x30, 0x00]);
@@ -119,11 +111,11 @@ export class LeafTemplate {
     this.signatureAlgorithm = Buffer.from(ca.signatureAlgorithm);
     this.algorithmAndIssuer = Buffer.concat([this.signatureAlgorithm, ca.issuerName]);
     this.usageExtensions = Buffer.concat([
-      extensionDer(OIDS.keyUsage, true, Buffer.from([0x03, 0x02, 0x07, 0x80])),
-      extensionDer(OIDS.extKeyUsage, false, tlv(TAG.sequence, oid(OIDS.codeSigning))),
+      extensionDer(OID.keyUsage, true, Buffer.from([0x03, 0x02, 0x07, 0x80])),
+      extensionDer(OID.extKeyUsage, false, tlv(TAG.sequence, oid(OID.codeSigning))),
     ]);
     this.authorityKeyIdExtension = extensionDer(
-      OIDS.authorityKeyIdentifier,
+      OID.authorityKeyIdentifier,
       false,
       tlv(TAG.sequence, tlv(TAG.implicit0, ca.authorityKeyId)),
     );
@@ -131,16 +123,15 @@ export class LeafTemplate {
 
   /** The DER TBSCertificate of a leaf. */
   tbs(fields: LeafTemplateFields): Buffer {
-    const keyId = createHash('sha1').update(readSpki(fields.spki).keyBits).digest();
     const extensions = tlv(
       TAG.context3,
       tlv(
         TAG.sequence,
         this.usageExtensions,
-        extensionDer(OIDS.subjectKeyIdentifier, false, tlv(TAG.octetString, keyId)),
+        extensionDer(OID.subjectKeyIdentifier, false, tlv(TAG.octetString, fields.subjectKeyId)),
         this.authorityKeyIdExtension,
         // Critical because the subject is empty (RFC 5280 §4.2.1.6).
-        extensionDer(OIDS.subjectAltName, true, subjectAltNameDer(fields.identity)),
+        extensionDer(OID.subjectAltName, true, subjectAltNameDer(fields.identity)),
         ...fulcioExtensionsDer(fields.identity),
       ),
     );

@@ -1,5 +1,5 @@
-import { constants, createHash, verify, type KeyObject } from 'node:crypto';
-import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
+import { constants, verify, type KeyObject } from 'node:crypto';
+import { FULCIO_OID, type CertificateIdentity } from '../certificate-identity/certificate-identity';
 import type { SignatureHash } from '../../common/signer/signer';
 import {
   DerError,
@@ -12,7 +12,6 @@ import {
   sameBytes,
   type Tlv,
 } from './der-codec';
-import { readSpki } from './spki';
 
 /**
  * The last gate before a certificate leaves: the signed DER is read back, field by field,
@@ -42,6 +41,8 @@ export interface LintIssuer {
 export interface LintExpectation {
   readonly identity: CertificateIdentity;
   readonly spki: Uint8Array;
+  /** The key identifier the CA computed from its read of `spki`. */
+  readonly subjectKeyId: Uint8Array;
   readonly serial: Uint8Array;
   readonly notBefore: Date;
   readonly notAfter: Date;
@@ -271,7 +272,7 @@ function checkExtensions(
   ]);
   if (!eku || !sameBytes(valueOf(eku), ekuWant)) problems.push('EKU is not exactly codeSigning');
   const ski = take(OIDS.subjectKeyIdentifier);
-  const keyId = createHash('sha1').update(readSpki(expected.spki).keyBits).digest();
+  const keyId = expected.subjectKeyId;
   const skiWant = Buffer.concat([Buffer.from([TAG.octetString, keyId.length]), keyId]);
   if (!ski || !sameBytes(valueOf(ski), skiWant)) problems.push('SubjectKeyIdentifier is wrong');
   const aki = take(OIDS.authorityKeyIdentifier);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   DerError,
   TAG,
@@ -105,4 +106,9 @@ export function readSpki(spki: Uint8Array): SpkiInfo {
     return { key: { kind: 'ed25519' }, keyBits };
   }
   throw new DerError('unsupported key algorithm');
+}
+
+/** The key identifier of a leaf (RFC 5280 §4.2.1.2 method 1: SHA-1 of the key bits). */
+export function leafKeyId(spki: SpkiInfo): Uint8Array {
+  return createHash('sha1').update(spki.keyBits).digest();
 }

@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 /**
  * The rate limits the registration authority spends, and how their bucket ids are built.
@@ -26,23 +27,16 @@ export function identityId(issuer: string, subject: string): string {
   return `${issuer} ${subject}`;
 }
 
-/** The eight 16-bit words of an IPv6 address (validated by node:net first). */
-function parseIPv6(text: string): number[] | undefined {
-  if (!isIPv6(text)) return undefined;
-  let hex = text;
+/**
+ * An embedded IPv4 tail (`2001:db8::192.0.2.1`) as two hex words: ipaddr.js 1.x (the one
+ * proxy-addr uses) reads a dotted tail only in IPv4-mapped addresses and throws on the rest.
+ */
+function hexIPv4Tail(text: string): string {
   const lastColon = text.lastIndexOf(':');
-  const last = text.slice(lastColon + 1);
-  if (last.includes('.')) {
-    // An embedded IPv4 tail (::ffff:192.0.2.1) is two words written in decimal.
-    const [a = 0, b = 0, c = 0, d = 0] = last.split('.').map(Number);
-    hex = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const parse = (part: string) => (part === '' ? [] : part.split(':').map((h) => parseInt(h, 16)));
-  const [left = '', right] = hex.split('::') as [string, string | undefined];
-  if (right === undefined) return parse(left);
-  const l = parse(left);
-  const r = parse(right);
-  return [...l, ...new Array<number>(8 - l.length - r.length).fill(0), ...r];
+  const tail = text.slice(lastColon + 1);
+  if (!tail.includes('.')) return text;
+  const [a = 0, b = 0, c = 0, d = 0] = tail.split('.').map(Number);
+  return `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
 }
 
 /**
@@ -54,13 +48,11 @@ export function clientId(address: string | undefined): string {
   if (!address) return 'unknown';
   const bare = address.replace(/%.*$/, '');
   if (isIPv4(bare)) return bare;
-  const words = parseIPv6(bare);
-  if (!words) return 'unknown';
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
-    const [hi, lo] = [words[6]!, words[7]!];
-    return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-  }
-  const prefix = words.slice(0, 4);
+  // node:net validates (strictly); ipaddr.js (proxy-addr's parser) reads the words.
+  if (!isIPv6(bare)) return 'unknown';
+  const ipv6 = ipaddr.IPv6.parse(hexIPv4Tail(bare));
+  if (ipv6.isIPv4MappedAddress()) return ipv6.toIPv4Address().toString();
+  const prefix = ipv6.parts.slice(0, 4);
   prefix[3] = prefix[3]! & (0xffff << (64 - IPV6_PREFIX_BITS)) & 0xffff;
   return `${prefix.map((w) => w.toString(16)).join(':')}::/${IPV6_PREFIX_BITS}`;
 }

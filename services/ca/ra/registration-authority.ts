@@ -1,8 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import type { Clock } from '../../common/clock';
-import { CaError } from '../common/errors';
-import { nextTurn } from '../common/next-turn';
+import type { AuditLog, AuditRequest } from '../audit/audit-log';
+import { CaError, isCaError } from '../common/errors';
+import { nextTurn } from '../../common/next-turn';
 import type { Logger } from '../../common/logger';
+import { TokenRefusedError } from '../identity/issuer-pool';
 import type { Principal } from '../identity/principal';
+import type { Metrics } from '../metrics/metrics';
 import type { CertificateAuthority, IssuedCertificate } from '../issuance/certificate-authority';
 import { randomSerial } from '../issuance/serial';
 import type { AlgorithmPolicy } from '../pop/algorithms';
@@ -14,11 +18,16 @@ import { RateLimitUnavailableError, retryAfterSeconds, type Decision } from '../
 import { LIMIT, clientId, identityId } from './rate-limits';
 
 /**
- * The request flow of POST signingCert, independent of HTTP: verify the identity, then the
- * key and its proof, then spend the identity's rate limits, then let the CA issue. The
- * order is Fulcio's, so that every failure gets the same answer it would get from Fulcio;
+ * The request flow of POST signingCert, independent of any transport: verify the identity,
+ * then the key and its proof, then spend the identity's rate limits, then let the CA issue.
+ * The order is Fulcio's, so that every failure gets the same answer it would get from Fulcio;
  * the limits come after both verifications so a forged token or a stolen token without
  * its key cannot drain somebody else's bucket.
+ *
+ * The RA reports its decision where it takes it, whoever called: a certificate issued is
+ * counted; a refusal (or a failure before the CA) is counted and audited. The CA audits what
+ * it signs itself. `handle` is the whole signing route for every transport (HTTP today,
+ * gRPC tomorrow): admit the client, read its request, run the flow.
  */
 
 export type KeyMaterial =
@@ -37,7 +46,37 @@ export interface SigningRequest {
 
 export interface Authenticator {
   authenticate(token: string): Promise<Principal>;
+  /** The configured issuer (URL or meta-issuer pattern) an `iss` belongs to (metric label). */
+  issuerLabel?(iss: string): string | undefined;
+  /** A token's unverified `iss`, only when it names a configured issuer (audit of refusals). */
+  claimedIssuer?(token: string): string | undefined;
 }
+
+/** Where a signing request came from, as its transport saw it. */
+export interface RequestOrigin extends AuditRequest {
+  /** The client address the per-client-ip limit buckets by (after trusted proxies). */
+  readonly clientAddress?: string | undefined;
+  /** The operational logger of this request (with its request id). */
+  readonly log?: Logger;
+}
+
+/** The decisions the RA counts. */
+export type SigningMetrics = Pick<Metrics, 'certificatesIssued' | 'refusals'>;
+
+/** The refusal class of each client error (mayfly_signing_refusals_total, the audit line). */
+export const REFUSAL_REASON: Partial<Record<CaError['code'], string>> = {
+  invalid_token: 'token',
+  invalid_public_key: 'key',
+  insecure_public_key: 'key',
+  invalid_signature: 'proof',
+  invalid_csr: 'csr',
+  unsupported_signature_algorithm: 'csr',
+  algorithm_not_permitted: 'algorithm',
+  identity_validation: 'identity',
+  invalid_request: 'request',
+  request_too_large: 'request',
+  rate_limited: 'rate_limit',
+};
 
 export interface SigningResult extends IssuedCertificate {
   readonly principal: Principal;
@@ -65,18 +104,63 @@ export interface RegistrationAuthorityDeps {
   readonly clock: Clock;
   readonly lifetimeSeconds: number;
   readonly logger: Logger;
+  /** Refusals and failures before the CA are audited here (the CA audits the rest). */
+  readonly audit?: AuditLog;
+  readonly metrics?: SigningMetrics;
+  /** Yield to the event loop between stages (next-turn.ts); on unless turned off. */
+  readonly stageBatching?: boolean;
+}
+
+/** What the RA learnt of a request before it failed, for the report. */
+interface Progress {
+  token?: string;
+  /** The CA took the request: it audits the outcome itself. */
+  reachedCa?: boolean;
 }
 
 export class RegistrationAuthority {
-  constructor(private readonly deps: RegistrationAuthorityDeps) {}
+  private readonly turn: () => Promise<void>;
 
-  async createSigningCertificate(request: SigningRequest): Promise<SigningResult> {
+  constructor(private readonly deps: RegistrationAuthorityDeps) {
+    this.turn = deps.stageBatching === false ? () => Promise.resolve() : nextTurn;
+  }
+
+  /**
+   * The signing route, for every transport: the per-client-ip limit first (before the body
+   * is read: a flood from one address costs no parsing), then `read` (the transport's body
+   * reader and decoder, whose errors are CaErrors), then the flow. Every outcome is reported.
+   */
+  handle(origin: RequestOrigin, read: () => Promise<SigningRequest>): Promise<SigningResult> {
+    return this.reported(origin, async (progress) => {
+      await this.admitClient(origin.clientAddress);
+      const request = await read();
+      progress.token = request.token;
+      return this.flow(request, origin, progress);
+    });
+  }
+
+  /** The flow for a caller that has its request in hand (no per-client-ip limit). */
+  createSigningCertificate(
+    request: SigningRequest,
+    origin: RequestOrigin = { requestId: randomUUID(), route: 'ra', clientIp: undefined },
+  ): Promise<SigningResult> {
+    return this.reported(origin, (progress) => {
+      progress.token = request.token;
+      return this.flow(request, origin, progress);
+    });
+  }
+
+  private async flow(
+    request: SigningRequest,
+    origin: RequestOrigin,
+    progress: Progress,
+  ): Promise<SigningResult> {
     // Each stage runs for every waiting request before any request goes on (next-turn.ts).
-    await nextTurn();
+    await this.turn();
     const principal = await this.deps.identity.authenticate(request.token);
-    await nextTurn();
+    await this.turn();
     const key = await this.verifyKey(request.key, principal);
-    await nextTurn();
+    await this.turn();
     const limits = this.deps.rateLimiting?.limits();
     if (limits) {
       await this.spend([
@@ -86,22 +170,87 @@ export class RegistrationAuthority {
       ]);
     }
     const { notBefore, notAfter } = this.validity();
+    progress.reachedCa = true;
     const issued = await this.deps.ca.issue({
       publicKey: key.spki,
       identity: principal.certificateIdentity(),
       serial: randomSerial(),
       notBefore,
       notAfter,
+      requester: {
+        origin: {
+          requestId: origin.requestId,
+          route: origin.route,
+          clientIp: origin.clientIp,
+          forwardedFor: origin.forwardedFor,
+        },
+        issuer: principal.issuer,
+        issuerType: principal.issuerType,
+        subject: principal.subject,
+      },
     });
-    await nextTurn();
+    await this.turn();
     return { ...issued, principal, publicKey: { spki: key.spki, algorithm: key.algorithm } };
   }
 
-  /**
-   * The per-client-ip limit: HTTP calls this before it reads the body, so a flood from one
-   * address is refused before any parsing or cryptography.
-   */
-  async admitClient(address: string | undefined): Promise<void> {
+  /** Runs a request and reports the decision: issued (counted), refused or failed. */
+  private async reported(
+    origin: RequestOrigin,
+    run: (progress: Progress) => Promise<SigningResult>,
+  ): Promise<SigningResult> {
+    const progress: Progress = {};
+    let result: SigningResult;
+    try {
+      result = await run(progress);
+    } catch (err) {
+      this.reportFailure(origin, err, progress);
+      throw err;
+    }
+    const { principal } = result;
+    this.deps.metrics?.certificatesIssued.inc({
+      issuer: this.deps.identity.issuerLabel?.(principal.issuer) ?? 'unknown',
+      issuer_type: principal.issuerType,
+    });
+    (origin.log ?? this.deps.logger).info(
+      {
+        issuer: principal.issuer,
+        issuerType: principal.issuerType,
+        notAfter: result.notAfter.toISOString(),
+      },
+      'signing certificate issued',
+    );
+    return result;
+  }
+
+  private reportFailure(origin: RequestOrigin, err: unknown, progress: Progress): void {
+    const code = isCaError(err) ? err.code : 'internal';
+    const status = isCaError(err) ? err.mapping.httpStatus : 500;
+    const reason = REFUSAL_REASON[code];
+    if (reason) this.deps.metrics?.refusals.inc({ reason });
+    // The CA audited its own failure, with the serial it had.
+    if (progress.reachedCa || !this.deps.audit) return;
+    // For the audit line only (it costs a token decode); the token itself is never kept.
+    const issuer =
+      progress.token === undefined ? undefined : this.deps.identity.claimedIssuer?.(progress.token);
+    const where: AuditRequest = {
+      requestId: origin.requestId,
+      route: origin.route,
+      clientIp: origin.clientIp,
+      forwardedFor: origin.forwardedFor,
+    };
+    if (status >= 500) this.deps.audit.failed(where, { code, status, issuer });
+    else
+      this.deps.audit.refused(where, {
+        reason: reason ?? code,
+        code,
+        status,
+        tokenFailure: err instanceof TokenRefusedError ? err.reason : undefined,
+        issuer,
+      });
+  }
+
+  /** The per-client-ip limit, spent before the request is read. */
+  private async admitClient(address: string | undefined): Promise<void> {
     const limits = this.deps.rateLimiting?.limits();
     if (limits) await this.spend([limits.transaction(LIMIT.clientIp, clientId(address))]);
   }

@@ -1,3 +1,4 @@
+import { watchFiles, type FileWatch } from '../../common/file-watch';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
@@ -204,7 +205,7 @@ export class LimitsReloader {
   private lastText: string;
   /** The last text that failed, so one broken file logs one error, not one per poll. */
   private lastBadText: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private watching: FileWatch | undefined;
   private reloading = false;
 
   constructor(private readonly options: LimitsReloaderOptions) {
@@ -221,9 +222,16 @@ export class LimitsReloader {
   }
 
   start(): void {
-    if (this.options.intervalMs <= 0 || this.timer) return;
-    this.timer = setInterval(() => void this.reload(), this.options.intervalMs);
-    this.timer.unref();
+    if (this.options.intervalMs <= 0 || this.watching) return;
+    // Polled only: see above.
+    this.watching = watchFiles({
+      paths: [this.options.path],
+      intervalMs: this.options.intervalMs,
+      watch: false,
+      what: 'rate limits',
+      logger: this.options.logger,
+      onChange: () => void this.reload(),
+    });
   }
 
   /** Re-reads the file now; resolves true when new limits took effect. */
@@ -260,7 +268,7 @@ export class LimitsReloader {
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.watching?.close();
+    this.watching = undefined;
   }
 }

@@ -1,7 +1,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Clock } from '../clock';
+import { watchFiles, type FileWatch } from '../file-watch';
 import type { Logger } from '../logger';
 import {
   CaLoadError,
@@ -102,9 +102,7 @@ export class ReloadingFileSource implements SignerSource {
   private state: SigningState;
   private fingerprint: string;
   private refusedFingerprint: string | undefined;
-  private readonly watchers: FSWatcher[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private watching: FileWatch | undefined;
   private closed = false;
 
   /** Loads the files (throws CaLoadError when they are not a valid CA, as at start). */
@@ -124,46 +122,23 @@ export class ReloadingFileSource implements SignerSource {
 
   /** Starts watching and the re-read timer. */
   start(): this {
-    if (this.options.intervalMs > 0) {
-      this.timer = setInterval(() => this.reload(), this.options.intervalMs);
-      this.timer.unref();
-    }
-    if (this.options.watch !== false) {
-      const paths = [
+    if (this.closed || this.watching) return this;
+    this.watching = watchFiles({
+      paths: [
         this.paths.cert,
         this.paths.key,
         this.paths.keyPasswordFile,
         this.paths.nextCert,
         this.paths.previousCert,
-      ];
-      const dirs = new Set(paths.filter((p): p is string => !!p).map((p) => dirname(p)));
-      for (const dir of dirs) {
-        try {
-          const watcher = watch(dir, { persistent: false }, () => this.scheduleReload());
-          watcher.on('error', (err) => {
-            this.options.logger.warn(
-              { dir, err: err.message },
-              'CA folder watch failed; relying on the re-read timer',
-            );
-            watcher.close();
-          });
-          this.watchers.push(watcher);
-        } catch (err) {
-          this.options.logger.warn(
-            { dir, err: (err as Error).message },
-            'cannot watch the CA folder; relying on the re-read timer',
-          );
-        }
-      }
-    }
+      ],
+      intervalMs: this.options.intervalMs,
+      watch: this.options.watch !== false,
+      ...(this.options.debounceMs === undefined ? {} : { debounceMs: this.options.debounceMs }),
+      what: 'CA',
+      logger: this.options.logger,
+      onChange: () => this.reload(),
+    });
     return this;
-  }
-
-  private scheduleReload(): void {
-    if (this.closed) return;
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => this.reload(), this.options.debounceMs ?? 200);
-    this.debounce.unref();
   }
 
   /** Re-reads the files now; public so operators' tooling and tests need not wait. */
@@ -214,10 +189,7 @@ export class ReloadingFileSource implements SignerSource {
 
   close(): void {
     this.closed = true;
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
-    for (const watcher of this.watchers) watcher.close();
-    this.watchers.length = 0;
+    this.watching?.close();
   }
 }
 

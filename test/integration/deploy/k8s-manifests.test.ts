@@ -2,7 +2,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import YAML from 'yaml';
-import { loadIdentityConfig } from '../../../services/ca/config/identity-config';
+import { loadIdentityConfig } from '../../../services/ca/identity/identity-config';
 import { loadServerConfig } from '../../../services/ca/config/loader';
 import type { ServerConfig } from '../../../services/ca/config/schema';
 import {

@@ -185,17 +185,17 @@ async function failsCleanly(mode: SignerMode, signerResult: 'ok' | 'error', logg
     http500Before + 2,
   );
 
-  // The audit log: one failed line per request, on its route, without the detail.
+  // The audit log, written by the CA: the certificate it was about to sign, then its
+  // failure (same serial), on the request's route, without the detail.
   const audited = audit.lines.slice(auditFrom).filter((l) => l.event !== 'signing_refused');
   expect(audited.map((l) => [l.event, l.code, l.status, l.route, l.requestId])).toEqual(
-    answers.map((a, i) => [
-      'signing_failed',
-      'ca_backend',
-      500,
-      `/api/${VERSIONS[i]}/signingCert`,
-      a.requestId,
+    answers.flatMap((a, i) => [
+      ['certificate_signing', undefined, undefined, `/api/${VERSIONS[i]}/signingCert`, a.requestId],
+      ['signing_failed', 'ca_backend', 500, `/api/${VERSIONS[i]}/signingCert`, a.requestId],
     ]),
   );
+  for (let i = 0; i < audited.length; i += 2)
+    expect(audited[i + 1]!.serial).toBe(audited[i]!.serial);
   expect(JSON.stringify(audit.lines.slice(auditFrom))).not.toContain('slot 3');
 
   // The operational log has why, under the request id.

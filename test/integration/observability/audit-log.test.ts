@@ -73,7 +73,7 @@ function secretsOf(token: string, proof: Buffer, pem: string): string[] {
 }
 
 describe('a certificate issued', () => {
-  test('is one audit line with every field, each matching the certificate', async () => {
+  test('is two audit lines from the CA, before and after the signature, each field matching the certificate', async () => {
     const key = makeKey('p256');
     const token = await ca.issuer.mintEmail(EMAIL);
     const proof = proofFor(key, EMAIL);
@@ -84,8 +84,14 @@ describe('a certificate issued', () => {
         .send(v2Body(token, key.pem, proof)),
     );
     expect(res.status).toBe(200);
-    expect(lines).toHaveLength(1);
-    const line = lines[0]!;
+    expect(lines.map((l) => l.event)).toEqual(['certificate_signing', 'certificate_issued']);
+    const [before, line] = lines as [Record<string, unknown>, Record<string, unknown>];
+    // The line written before the signer was called: the same content, no certificate yet.
+    const { time: _t0, msg: beforeMsg, event: _e0, ...signing } = before;
+    const { time: _t1, msg: _m1, event: _e1, certificateSha256, ...issued } = line;
+    expect(beforeMsg).toBe('signing certificate');
+    expect(signing).toEqual(issued);
+    expect(certificateSha256).toMatch(/^[0-9a-f]{64}$/);
     const body = res.body as {
       signedCertificateDetachedSct: { chain: { certificates: string[] } };
     };
@@ -137,7 +143,7 @@ describe('a certificate issued', () => {
     expect(line.notBefore).toBe(new Date(leaf.validFrom).toISOString());
     expect(line.notAfter).toBe(new Date(leaf.validTo).toISOString());
 
-    const raw = audit.lines[audit.lines.length - 1]!;
+    const raw = audit.lines.slice(-2).join('\n');
     for (const secret of secretsOf(token, proof, key.pem)) expect(raw).not.toContain(secret);
   });
 
@@ -157,6 +163,7 @@ describe('a certificate issued', () => {
       );
       expect(res.status).toBe(201);
       expect(lines.map((l) => [l.event, l.route, l.keyAlgorithm])).toEqual([
+        ['certificate_signing', '/api/v1/signingCert', want],
         ['certificate_issued', '/api/v1/signingCert', want],
       ]);
     }
@@ -172,7 +179,7 @@ describe('a certificate issued', () => {
         .post('/api/v2/signingCert')
         .send(v2Body(token, key.pem, proofFor(key, email))),
     );
-    expect(lines.map((l) => l.event)).toEqual(['certificate_issued']);
+    expect(lines.map((l) => l.event)).toEqual(['certificate_signing', 'certificate_issued']);
     const ops = operational.lines
       .slice(before)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -271,7 +278,10 @@ describe('a request refused', () => {
         .post('/api/v2/signingCert')
         .send(v2Body(token, key.pem, proofFor(key, email)));
     };
-    expect((await auditedBy(send)).lines.map((l) => l.event)).toEqual(['certificate_issued']);
+    expect((await auditedBy(send)).lines.map((l) => l.event)).toEqual([
+      'certificate_signing',
+      'certificate_issued',
+    ]);
     const { lines } = await auditedBy(send);
     expect(lines.map((l) => [l.event, l.reason, l.code, l.status, l.issuer])).toEqual([
       ['signing_refused', 'rate_limit', 'rate_limited', 429, ca.issuer.url],
@@ -323,8 +333,10 @@ describe('a request that failed', () => {
       expect(res.status).toBe(500);
       const lines = own.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.map((l) => [l.event, l.code, l.status, l.issuer])).toEqual([
+        ['certificate_signing', undefined, undefined, failing.issuer.url],
         ['signing_failed', 'ca_backend', 500, failing.issuer.url],
       ]);
+      expect(lines[1]!.serial).toBe(lines[0]!.serial);
       expect(own.lines.join('\n')).not.toContain('HSM unplugged');
     } finally {
       await failing.close();
@@ -358,5 +370,61 @@ describe('the audit log file', () => {
       ['audit', 'signing_refused', 'r-1', '192.0.2.1', undefined],
       ['audit', 'signing_failed', 'r-2', '192.0.2.1', '198.51.100.7'],
     ]);
+  });
+});
+
+describe('a caller of the registration authority outside HTTP', () => {
+  /** The value of a counter with exactly these labels (0 when absent). */
+  async function counter(name: string, labels: Record<string, string>): Promise<number> {
+    const metric = await ca.app.metrics.registry.getSingleMetric(name)!.get();
+    const value = metric.values.find((v) =>
+      Object.entries(labels).every(([k, want]) => v.labels[k] === want),
+    );
+    return value?.value ?? 0;
+  }
+
+  test('is audited by the CA and counted, issued or refused, like an HTTP request', async () => {
+    const email = 'audit-grpc@example.com';
+    const key = makeKey('p256');
+    const token = await ca.issuer.mintEmail(email);
+    const origin = { requestId: 'grpc-1', route: 'grpc', clientIp: '10.9.8.7' };
+    const issuedBefore = await counter('mayfly_certificates_issued_total', {
+      issuer_type: 'email',
+    });
+    const before = audit.lines.length;
+    const result = await ca.app.ra.createSigningCertificate(
+      { token, key: { kind: 'publicKey', content: key.pem, proof: proofFor(key, email) } },
+      origin,
+    );
+    const lines = audit.lines.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => [l.event, l.requestId, l.route, l.clientIp, l.serial])).toEqual([
+      ['certificate_signing', 'grpc-1', 'grpc', '10.9.8.7', result.serial],
+      ['certificate_issued', 'grpc-1', 'grpc', '10.9.8.7', result.serial],
+    ]);
+    expect(lines[1]!.certificateSha256).toBe(createHash('sha256').update(result.der).digest('hex'));
+    expect(await counter('mayfly_certificates_issued_total', { issuer_type: 'email' })).toBe(
+      issuedBefore + 1,
+    );
+
+    const refusedBefore = await counter('mayfly_signing_refusals_total', { reason: 'proof' });
+    const refusedAt = audit.lines.length;
+    await expect(
+      ca.app.ra.createSigningCertificate(
+        {
+          token: await ca.issuer.mintEmail(email),
+          key: { kind: 'publicKey', content: key.pem, proof: proofFor(key, 'other@example.com') },
+        },
+        { ...origin, requestId: 'grpc-2' },
+      ),
+    ).rejects.toMatchObject({ code: 'invalid_signature' });
+    const refused = audit.lines
+      .slice(refusedAt)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(refused.map((l) => [l.event, l.requestId, l.route, l.reason, l.issuer])).toEqual([
+      ['signing_refused', 'grpc-2', 'grpc', 'proof', ca.issuer.url],
+    ]);
+    expect(await counter('mayfly_signing_refusals_total', { reason: 'proof' })).toBe(
+      refusedBefore + 1,
+    );
   });
 });

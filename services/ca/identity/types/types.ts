@@ -1,13 +1,18 @@
 import type { JWTPayload } from 'jose';
-import type { IdentityConfig, OidcIssuerConfig } from '../../config/identity-config';
+import type {
+  IdentityConfig,
+  IssuerTypeRules,
+  OidcIssuerConfig,
+} from '../../config/identity-config';
 import type { Principal } from '../principal';
 
 /**
- * One issuer type (email, uri, ci-provider, ...) turns verified claims into a Principal.
- * Each type lives in its own folder and is registered in ./registry.ts.
+ * One issuer type (email, uri, ci-provider, ...): its config rules (its challenge claim and
+ * the validation of its settings, IssuerTypeRules) and how it turns verified claims into a
+ * Principal. Each type lives in its own folder and is registered in ./registry.ts, the only
+ * list of types there is.
  */
-export interface IssuerTypeHandler {
-  readonly type: string;
+export interface IssuerTypeHandler extends IssuerTypeRules {
   /**
    * @param config the identity config the issuer came from (ci-provider reads its
    *   CIIssuerMetadata there)

@@ -1,15 +1,24 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import {
+  challengeClaimWith,
+  parseIdentityConfigWith,
+  type IssuerTypeRules,
+} from '../../../../services/ca/config/identity-config';
+import { ISSUER_TYPES } from '../../../../services/ca/identity/identity-config';
+import { ISSUER_TYPE_HANDLERS } from '../../../../services/ca/identity/types/registry';
 import { ManualClock } from '../../../../services/common/clock';
 import { certificatePem } from '../../../../services/common/encoding';
 import {
   IdentityConfigError,
-  challengeClaimOf,
-  loadIdentityConfig,
-  parseIdentityConfig,
   type IdentityConfig,
   type OidcIssuerConfig,
 } from '../../../../services/ca/config/identity-config';
+import {
+  challengeClaimOf,
+  loadIdentityConfig,
+  parseIdentityConfig,
+} from '../../../../services/ca/identity/identity-config';
 import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
 import { generateEphemeralKey } from '../../../../services/common/signer/signer';
 
@@ -738,4 +747,60 @@ describe('parseIdentityConfig: Fulcio rules in detail', () => {
       expect(problems[0]).toContain('is not a JSONPath mayfly evaluates');
     },
   );
+});
+
+const BLANK: OidcIssuerConfig = {
+  issuerUrl: 'https://blank.example.com',
+  clientId: 'sigstore',
+  type: '',
+  ciProvider: '',
+  issuerClaim: '',
+  subjectDomain: '',
+  spiffeTrustDomain: '',
+  challengeClaim: '',
+  description: '',
+  contact: '',
+  environment: '',
+  caCert: '',
+  skipEmailVerification: false,
+};
+
+describe('issuer types come from the registry alone', () => {
+  it('lists exactly the registry types and derives each challenge claim from its handler', () => {
+    expect([...ISSUER_TYPES].sort()).toEqual([...ISSUER_TYPE_HANDLERS.keys()].sort());
+    expect(ISSUER_TYPES).toHaveLength(11);
+    for (const [type, handler] of ISSUER_TYPE_HANDLERS)
+      expect(challengeClaimWith({ ...BLANK, type }, ISSUER_TYPE_HANDLERS)).toBe(
+        handler.challengeClaim,
+      );
+  });
+
+  it('knows a type only through the table it is given, and runs that type’s own rules', () => {
+    const teleport: IssuerTypeRules = {
+      type: 'teleport',
+      challengeClaim: 'sub',
+      validateConfig: (issuer, { isMeta }) =>
+        issuer.subjectDomain ? [] : [`teleport needs a SubjectDomain (meta: ${isMeta})`],
+    };
+    const types = new Map([[teleport.type, teleport]]);
+    const text = yamlIssuer('https://t.example.com', { type: 'teleport' });
+    let caught: unknown;
+    try {
+      parseIdentityConfigWith(types, text);
+    } catch (err) {
+      caught = err;
+    }
+    expect((caught as IdentityConfigError).problems).toEqual([
+      'identity config: OIDCIssuers[https://t.example.com]: teleport needs a SubjectDomain (meta: false)',
+    ]);
+    const ok = parseIdentityConfigWith(
+      types,
+      yamlIssuer('https://t.example.com', { type: 'teleport', 'subject-domain': 'example.com' }),
+    );
+    expect(challengeClaimWith(issuer(ok, 'https://t.example.com'), types)).toBe('sub');
+    // Without the handler the same issuer is an unknown type: no challenge claim.
+    expect(() => parseIdentityConfigWith(new Map(), text)).toThrow(
+      'issuer missing challenge claim',
+    );
+  });
 });

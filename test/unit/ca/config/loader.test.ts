@@ -66,7 +66,7 @@ describe('loadServerConfig defaults', () => {
       kubernetesCaFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
       kubernetesTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
     });
-    expect(config.devIssuer.enabled).toBe(false);
+    expect(config).not.toHaveProperty('devIssuer');
   });
 
   it('points the identity config at the shipped config/identity.yaml', () => {
@@ -103,9 +103,6 @@ describe('loadServerConfig from a YAML file', () => {
         'clientSigningAlgorithms: [ed25519]',
         'oidc:',
         '  jwksCooldownMs: 5',
-        'devIssuer:',
-        '  enabled: true',
-        '  port: 7000',
       ].join('\n'),
     );
     const config = loadServerConfig({ configPath: path, env: {} });
@@ -123,7 +120,6 @@ describe('loadServerConfig from a YAML file', () => {
       kubernetesCaFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
       kubernetesTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
     });
-    expect(config.devIssuer).toEqual({ enabled: true, host: '127.0.0.1', port: 7000 });
   });
 
   it('reads the file named by MAYFLY_CONFIG when no path is given', () => {
@@ -295,8 +291,7 @@ describe('loadServerConfig from the environment', () => {
     MAYFLY_SHUTDOWN_GRACE_MS: { text: '1000', want: 1000 },
     MAYFLY_SHUTDOWN_DELAY_MS: { text: '1500', want: 1500 },
     MAYFLY_WORKERS: { text: '4', want: 4 },
-    MAYFLY_DEV_ISSUER: { text: 'true', want: true },
-    MAYFLY_DEV_ISSUER_PORT: { text: '5557', want: 5557 },
+    MAYFLY_STAGE_BATCHING: { text: 'false', want: false },
     MAYFLY_RATELIMITS: { text: '/etc/mayfly/limits.yaml', want: '/etc/mayfly/limits.yaml' },
     MAYFLY_RATELIMITS_RELOAD_MS: { text: '2000', want: 2000 },
     MAYFLY_RATELIMIT_FAILURE_POLICY: { text: 'fail-closed', want: 'fail-closed' },
@@ -346,14 +341,21 @@ describe('loadServerConfig from the environment', () => {
     expect(loadServerConfig({ env: { MAYFLY_PORT: '0' } }).port).toBe(0);
   });
 
-  it.each([
-    ['false', false],
-    ['0', false],
-    ['no', false],
-    ['On', true],
-    ['1', true],
-  ])('reads MAYFLY_DEV_ISSUER=%s as %s', (text, want) => {
-    expect(loadServerConfig({ env: { MAYFLY_DEV_ISSUER: text } }).devIssuer.enabled).toBe(want);
+  it.each(['MAYFLY_DEV_ISSUER', 'MAYFLY_DEV_ISSUER_PORT'])(
+    'refuses %s: the development issuer is its own process, never inside the CA',
+    (name) => {
+      const problems = problemsOf(() => loadServerConfig({ env: { [name]: 'false' } }));
+      expect(problems).toEqual([
+        `${name}: the development OIDC issuer is no longer part of the CA; run it as its own process (npm run dev-issuer)`,
+      ]);
+    },
+  );
+
+  it('refuses a devIssuer section in the file', () => {
+    const path = configFile('devIssuer:\n  enabled: false\n');
+    const problems = problemsOf(() => loadServerConfig({ configPath: path, env: {} }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('devIssuer');
   });
 
   it('ignores environment variables it does not know', () => {

@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { JWTPayload } from 'jose';
-import type { CertificateIdentity } from '../../../../services/ca/common/certificate-identity';
+import type { CertificateIdentity } from '../../../../services/ca/certificate-identity/certificate-identity';
 import { CaError } from '../../../../services/ca/common/errors';
 import {
-  parseIdentityConfig,
   type CiIssuerMetadata,
   type IdentityConfig,
   type OidcIssuerConfig,
 } from '../../../../services/ca/config/identity-config';
+import { parseIdentityConfig } from '../../../../services/ca/identity/identity-config';
 import { ciProviderIssuerType } from '../../../../services/ca/identity/types/ci-provider/ci-provider';
 import { ClaimError } from '../../../../services/ca/identity/types/types';
 

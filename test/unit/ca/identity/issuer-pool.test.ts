@@ -5,10 +5,10 @@ import { CaError } from '../../../../services/ca/common/errors';
 import { ManualClock } from '../../../../services/common/clock';
 import { silentLogger } from '../../../../services/common/logger';
 import {
-  parseIdentityConfig,
   type IdentityConfig,
   type OidcIssuerConfig,
 } from '../../../../services/ca/config/identity-config';
+import { parseIdentityConfig } from '../../../../services/ca/identity/identity-config';
 import {
   IssuerPool,
   metaIssuerPattern,

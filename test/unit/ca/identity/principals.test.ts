@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import type { CertificateIdentity } from '../../../../services/ca/common/certificate-identity';
+import type { CertificateIdentity } from '../../../../services/ca/certificate-identity/certificate-identity';
 import { CaError } from '../../../../services/ca/common/errors';
 import type { OidcIssuerConfig } from '../../../../services/ca/config/identity-config';
 import { ISSUER_TYPE_HANDLERS } from '../../../../services/ca/identity/types/registry';

@@ -5,7 +5,7 @@ import * as pkijs from 'pkijs';
 import {
   FULCIO_OID,
   type CertificateIdentity,
-} from '../../../../services/ca/common/certificate-identity';
+} from '../../../../services/ca/certificate-identity/certificate-identity';
 import { systemClock } from '../../../../services/common/clock';
 import { CaError } from '../../../../services/ca/common/errors';
 import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';

@@ -3,15 +3,16 @@ import {
   FULCIO_OID,
   type CertificateExtensionValue,
   type CertificateIdentity,
-} from '../../../../services/ca/common/certificate-identity';
+} from '../../../../services/ca/certificate-identity/certificate-identity';
 import {
   assembleCertificate,
   keyIdentifier,
   signatureAlgorithmFor,
   name,
 } from '../../../../services/ca/issuance/der';
-import { buildLeafTbs } from '../../../../services/ca/issuance/leaf';
+import { buildLeafTbs } from '../../../helpers/leaf';
 import { LeafTemplate } from '../../../../services/ca/issuance/leaf-template';
+import { leafKeyId, readSpki } from '../../../../services/ca/issuance/spki';
 import { lintCertificate, type LintIssuer } from '../../../../services/ca/issuance/lint';
 import { randomSerial } from '../../../../services/ca/issuance/serial';
 import { hashForKey, type SignatureHash } from '../../../../services/common/signer/signer';
@@ -155,6 +156,7 @@ interface Case {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly spki: Uint8Array;
+  readonly subjectKeyId: Uint8Array;
   readonly identity: CertificateIdentity;
 }
 
@@ -195,17 +197,22 @@ function lintIssuer(ca: Ca, notAfter = new Date(Date.UTC(2200, 0, 1))): LintIssu
 }
 
 const NOW = new Date(Date.UTC(2026, 4, 17, 9, 8, 7));
-const baseCase = (overrides: Partial<Case> = {}): Case => ({
-  serial: randomSerial(),
-  notBefore: NOW,
-  notAfter: new Date(NOW.getTime() + 600_000),
-  spki: spkiOf('p256'),
-  identity: {
-    san: { type: 'email', value: 'alice@example.com' },
-    extensions: fulcio('https://i', 's'),
-  },
-  ...overrides,
-});
+const baseCase = (overrides: Partial<Case> = {}): Case => {
+  const spki = overrides.spki ?? spkiOf('p256');
+  return {
+    serial: randomSerial(),
+    notBefore: NOW,
+    notAfter: new Date(NOW.getTime() + 600_000),
+    spki,
+    // As the CA computes it: from its one read of the key.
+    subjectKeyId: leafKeyId(readSpki(spki)),
+    identity: {
+      san: { type: 'email', value: 'alice@example.com' },
+      extensions: fulcio('https://i', 's'),
+    },
+    ...overrides,
+  };
+};
 
 describe('the leaf DER template equals the pkijs-built TBS byte for byte', () => {
   const p256Ca = CAS[0]!;
@@ -353,6 +360,9 @@ describe('the final check of a signed leaf', () => {
       '1 unexpected extension(s)',
     );
     expect(differs({ spki: spkiOf('p256') })).toContain('public key differs from the request');
+    expect(differs({ subjectKeyId: leafKeyId(readSpki(spkiOf('p256'))) })).toContain(
+      'SubjectKeyIdentifier is wrong',
+    );
     expect(differs({ serial: randomSerial() })).toContain('serial differs from the request');
     expect(differs({ notAfter: new Date(c.notAfter.getTime() + 1000) })).toContain(
       'notAfter differs from the request',

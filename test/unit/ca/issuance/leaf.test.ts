@@ -5,7 +5,7 @@ import {
   FULCIO_OID,
   type CertificateExtensionValue,
   type CertificateIdentity,
-} from '../../../../services/ca/common/certificate-identity';
+} from '../../../../services/ca/certificate-identity/certificate-identity';
 import { systemClock } from '../../../../services/common/clock';
 import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
 import {

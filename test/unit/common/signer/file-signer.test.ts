@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FULCIO_OID } from '../../../../services/ca/common/certificate-identity';
+import { FULCIO_OID } from '../../../../services/ca/certificate-identity/certificate-identity';
 import { ManualClock, systemClock, type Clock } from '../../../../services/common/clock';
 import { CertificateAuthority } from '../../../../services/ca/issuance/certificate-authority';
 import { randomSerial } from '../../../../services/ca/issuance/serial';

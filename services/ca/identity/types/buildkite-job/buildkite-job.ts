@@ -12,6 +12,7 @@ import { ClaimError, type IssuerTypeHandler } from '../types';
  */
 export const buildkiteJobIssuerType: IssuerTypeHandler = {
   type: 'buildkite-job',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const organization = goString(claims, 'organization_slug');
     const pipeline = goString(claims, 'pipeline_slug');

@@ -13,6 +13,7 @@ import { ClaimError, type IssuerTypeHandler } from '../types';
  */
 export const chainguardIdentityIssuerType: IssuerTypeHandler = {
   type: 'chainguard-identity',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     goStringMap(claims, 'act');
     goString(goObject(claims, 'internal'), 'service-principal', '.internal.service-principal');

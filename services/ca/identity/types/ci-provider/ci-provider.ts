@@ -3,8 +3,8 @@ import {
   FULCIO_EXTENSIONS,
   type FulcioExtensionField,
   type FulcioExtensionValues,
-} from '../../../common/certificate-identity';
-import { GoTemplate, GoTemplateError } from '../../../common/go-template';
+} from '../../../certificate-identity/certificate-identity';
+import { GoTemplate, GoTemplateError } from '../../../gocompat/go-template';
 import type {
   CiIssuerMetadata,
   IdentityConfig,
@@ -108,6 +108,12 @@ export function embedCiProvider(
 
 export const ciProviderIssuerType: IssuerTypeHandler = {
   type: 'ci-provider',
+  challengeClaim: 'sub',
+  validateConfig(issuer, { ciIssuerMetadata }) {
+    return ciIssuerMetadata.has(issuer.ciProvider)
+      ? []
+      : [`ci-provider ${JSON.stringify(issuer.ciProvider)} has no CIIssuerMetadata`];
+  },
   principal(claims: JWTPayload, issuer: OidcIssuerConfig, config?: IdentityConfig): Principal {
     const iss = issuerOf(claims, issuer.issuerUrl);
     const metadata = config?.ciIssuerMetadata.get(issuer.ciProvider);

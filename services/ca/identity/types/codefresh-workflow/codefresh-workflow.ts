@@ -30,6 +30,7 @@ export const DEFAULT_CODEFRESH_PLATFORM_URL = 'https://g.codefresh.io';
 
 export const codefreshWorkflowIssuerType: IssuerTypeHandler = {
   type: 'codefresh-workflow',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const c = Object.fromEntries(FIELDS.map((name) => [name, goString(claims, name)])) as Record<
       (typeof FIELDS)[number],

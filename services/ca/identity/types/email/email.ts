@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { formatGoValue } from '../../../common/go-fmt';
+import { formatGoValue } from '../../../gocompat/go-fmt';
 import { issuerClaimSteps, type OidcIssuerConfig } from '../../../config/identity-config';
 import { goField, goString, issuerOf, subjectOf } from '../../claims';
 import { renderExtensions } from '../../extensions';
@@ -87,6 +87,14 @@ class EmailPrincipal implements Principal {
 
 export const emailIssuerType: IssuerTypeHandler = {
   type: 'email',
+  challengeClaim: 'email',
+  issuerClaim: true,
+  validateConfig(issuer) {
+    if (!issuer.issuerClaim || issuerClaimSteps(issuer.issuerClaim)) return [];
+    return [
+      `issuer claim ${JSON.stringify(issuer.issuerClaim)} is not a JSONPath mayfly evaluates ($.a.b, $['a'], $.a[0])`,
+    ];
+  },
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     // sigstore's EmailFromIDToken: a struct of email (string) and email_verified.
     const email = goString(claims, 'email');

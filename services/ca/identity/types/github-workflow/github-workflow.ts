@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { parseGoUrl } from '../../../common/go-url';
+import { parseGoUrl } from '../../../gocompat/go-url';
 import type { OidcIssuerConfig } from '../../../config/identity-config';
 import { goString, issuerOf, subjectOf } from '../../claims';
 import { renderExtensions, uriSan } from '../../extensions';
@@ -37,6 +37,7 @@ type GithubClaims = Record<(typeof REQUIRED)[number], string>;
 
 export const githubWorkflowIssuerType: IssuerTypeHandler = {
   type: 'github-workflow',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     // Go decodes every field (a value of the wrong type fails) before checking any.
     const c = Object.fromEntries(

@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { parseGoUrl } from '../../../common/go-url';
+import { parseGoUrl } from '../../../gocompat/go-url';
 import type { OidcIssuerConfig } from '../../../config/identity-config';
 import { goInt64, goString, issuerOf, subjectOf } from '../../claims';
 import { embedUrl, renderExtensions, uriSan } from '../../extensions';
@@ -50,6 +50,7 @@ type GitlabClaims = Record<(typeof STRING_FIELDS)[number], string>;
 
 export const gitlabPipelineIssuerType: IssuerTypeHandler = {
   type: 'gitlab-pipeline',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const c = Object.fromEntries(
       STRING_FIELDS.map((name) => [name, goString(claims, name)]),

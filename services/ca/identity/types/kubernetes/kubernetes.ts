@@ -13,6 +13,7 @@ import type { IssuerTypeHandler } from '../types';
  */
 export const kubernetesIssuerType: IssuerTypeHandler = {
   type: 'kubernetes',
+  challengeClaim: 'sub',
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const k8s = goObject(claims, 'kubernetes.io');
     const namespace = goString(k8s, 'namespace', '.kubernetes.io.namespace');

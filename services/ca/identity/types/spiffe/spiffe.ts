@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { parseTrustDomain, spiffeIdTrustDomain } from '../../../common/spiffe';
+import { parseTrustDomain, spiffeIdTrustDomain } from './spiffe-id';
 import type { OidcIssuerConfig } from '../../../config/identity-config';
 import { issuerOf, subjectOf } from '../../claims';
 import { embedUrl, renderExtensions, uriSan } from '../../extensions';
@@ -12,6 +12,17 @@ import { ClaimError, type IssuerTypeHandler } from '../types';
  */
 export const spiffeIssuerType: IssuerTypeHandler = {
   type: 'spiffe',
+  challengeClaim: 'sub',
+  validateConfig(issuer, { isMeta }) {
+    if (isMeta) return ['SPIFFE meta issuers not supported'];
+    if (!issuer.spiffeTrustDomain) return ['spiffe issuer must have SPIFFETrustDomain set'];
+    try {
+      parseTrustDomain(issuer.spiffeTrustDomain);
+    } catch {
+      return ['spiffe trust domain is invalid'];
+    }
+    return [];
+  },
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const id = subjectOf(claims);
     let configured: string;

@@ -1,10 +1,11 @@
 import type { JWTPayload } from 'jose';
-import { GoUrlError, parseGoUrl } from '../../../common/go-url';
+import { GoUrlError, parseGoUrl } from '../../../gocompat/go-url';
 import type { OidcIssuerConfig } from '../../../config/identity-config';
 import { issuerOf, subjectOf } from '../../claims';
 import { embedUrl, renderExtensions, uriSan } from '../../extensions';
 import { LazyPrincipal, type Principal } from '../../principal';
 import { isEmail } from '../email/email';
+import { allowedDomain, goUrl } from '../subject-domain';
 import { ClaimError, type IssuerTypeHandler } from '../types';
 
 /**
@@ -23,6 +24,23 @@ function parse(text: string) {
 
 export const uriIssuerType: IssuerTypeHandler = {
   type: 'uri',
+  challengeClaim: 'sub',
+  validateConfig(issuer, { isMeta }) {
+    if (isMeta) return [];
+    if (!issuer.subjectDomain) return ['uri issuer must have SubjectDomain set'];
+    const domain = goUrl(issuer.subjectDomain);
+    const iss = goUrl(issuer.issuerUrl);
+    if (typeof domain === 'string') return [domain];
+    if (domain.scheme === '') return ['SubjectDomain for uri must contain scheme'];
+    if (typeof iss === 'string') return [iss];
+    if (iss.scheme === '') return ['issuer for uri must contain scheme'];
+    if (domain.scheme !== iss.scheme)
+      return [
+        `subject (${domain.schemeText}) and issuer (${iss.schemeText}) URI schemes do not match`,
+      ];
+    const refused = allowedDomain(domain.hostname(), iss.hostname());
+    return refused ? [refused] : [];
+  },
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const uri = subjectOf(claims);
     if (isEmail(uri)) throw new ClaimError('uri subject should not be an email address');

@@ -4,6 +4,7 @@ import { issuerOf, subjectOf } from '../../claims';
 import { renderExtensions } from '../../extensions';
 import { LazyPrincipal, type Principal } from '../../principal';
 import { isEmail } from '../email/email';
+import { allowedDomain, goUrl } from '../subject-domain';
 import { ClaimError, type IssuerTypeHandler } from '../types';
 
 /**
@@ -13,6 +14,19 @@ import { ClaimError, type IssuerTypeHandler } from '../types';
  */
 export const usernameIssuerType: IssuerTypeHandler = {
   type: 'username',
+  challengeClaim: 'sub',
+  validateConfig(issuer, { isMeta }) {
+    if (isMeta) return [];
+    if (!issuer.subjectDomain) return ['username issuer must have SubjectDomain set'];
+    const domain = goUrl(issuer.subjectDomain);
+    const iss = goUrl(issuer.issuerUrl);
+    if (typeof domain === 'string') return [domain];
+    if (domain.scheme !== '') return ['SubjectDomain for username should not contain scheme'];
+    if (typeof iss === 'string') return [iss];
+    if (iss.scheme === '') return ['issuer for username must contain scheme'];
+    const refused = allowedDomain(issuer.subjectDomain, iss.hostname());
+    return refused ? [refused] : [];
+  },
   principal(claims: JWTPayload, issuer: OidcIssuerConfig): Principal {
     const username = subjectOf(claims);
     if (username.includes('!')) throw new ClaimError('username cannot contain ! character');

@@ -1,4 +1,4 @@
-import { GoTemplate, GoTemplateError } from '../../../../services/ca/common/go-template';
+import { GoTemplate, GoTemplateError } from '../../../../services/ca/gocompat/go-template';
 
 /**
  * Go's text/template, run as Fulcio runs ci-provider templates

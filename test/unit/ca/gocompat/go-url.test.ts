@@ -4,7 +4,7 @@ import {
   goPathJoin,
   goQuote,
   parseGoUrl,
-} from '../../../../services/ca/common/go-url';
+} from '../../../../services/ca/gocompat/go-url';
 
 /**
  * Go's net/url as Fulcio uses it for SANs. The expected values were produced by Go's own

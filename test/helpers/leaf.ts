@@ -1,8 +1,11 @@
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { FULCIO_OID, type CertificateIdentity } from '../common/certificate-identity';
+import { OID } from '../../services/ca/issuance/oids';
 import {
-  OID,
+  FULCIO_OID,
+  type CertificateIdentity,
+} from '../../services/ca/certificate-identity/certificate-identity';
+import {
   authorityKeyIdExtension,
   certificateTime,
   codeSigningEkuExtension,
@@ -11,7 +14,7 @@ import {
   name,
   parseDer,
   subjectKeyIdExtension,
-} from './der';
+} from '../../services/ca/issuance/der';
 
 /**
  * The code-signing leaf profile (fulcio-reference §3): empty subject, one critical SAN,

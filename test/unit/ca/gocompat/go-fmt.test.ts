@@ -1,4 +1,4 @@
-import { formatFloatF, formatFloatG, formatGoValue } from '../../../../services/ca/common/go-fmt';
+import { formatFloatF, formatFloatG, formatGoValue } from '../../../../services/ca/gocompat/go-fmt';
 import { flattenClaims } from '../../../../services/ca/identity/claims';
 
 /**

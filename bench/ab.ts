@@ -1,0 +1,212 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
+import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { makeFixtures, scratchDir } from './lib/fixtures';
+import { runLoad, type LoadResult, type RequestShape } from './lib/load';
+
+/**
+ * A/B comparison of two ways to run mayfly under the same load, in one run: rounds alternate
+ * A, B, A, B, ... (each round a fresh process: warm-up, then a measured closed-loop run), and
+ * the report compares the medians, so that a machine whose load drifts (ours is shared)
+ * shifts both sides alike.
+ *
+ *   node dist/bench/ab.js --scenario batching   # stage batching (next-turn) on vs off,
+ *                                               # same build, MAYFLY_STAGE_BATCHING
+ *   node dist/bench/ab.js --scenario build --base DIR
+ *                                               # this build vs another (e.g. a base commit
+ *                                               # built in DIR), same settings
+ *
+ * Options: --rounds N (per side, default 5), --seconds S (measured, default 8), --warmup S
+ * (default 3), --connections N (default 16), --out FILE (a markdown report).
+ */
+
+const repoRoot = resolve(__dirname, '../..');
+
+interface Side {
+  readonly name: string;
+  readonly mainJs: string;
+  readonly env: Record<string, string>;
+}
+
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+async function startServer(side: Side, dir: string, env: Record<string, string>) {
+  const out = join(dir, `${side.name.replace(/\W+/g, '-')}.log`);
+  const fd = openSync(out, 'w');
+  const child = spawn(process.execPath, [side.mainJs], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? '',
+      MAYFLY_HOST: '127.0.0.1',
+      MAYFLY_PORT: '0',
+      MAYFLY_METRICS_HOST: '127.0.0.1',
+      MAYFLY_METRICS_PORT: '0',
+      MAYFLY_LOG_LEVEL: 'info',
+      MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
+      MAYFLY_RATELIMITS: 'off',
+      ...env,
+      ...side.env,
+    },
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  children.add(child);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const match = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(out, 'utf8'));
+    if (match) {
+      return {
+        pid: child.pid!,
+        url: `http://127.0.0.1:${match[1]}`,
+        stop: () =>
+          new Promise<void>((done) => {
+            if (child.exitCode !== null) return done();
+            child.once('exit', () => {
+              children.delete(child);
+              done();
+            });
+            child.kill('SIGKILL');
+          }),
+      };
+    }
+    if (child.exitCode !== null)
+      throw new Error(`${side.name} exited: ${readFileSync(out, 'utf8')}`);
+    if (Date.now() > deadline) throw new Error(`${side.name} did not start`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      scenario: { type: 'string', default: 'batching' },
+      base: { type: 'string' },
+      rounds: { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '8' },
+      warmup: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '16' },
+      out: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const rounds = Number(values.rounds);
+  const seconds = Number(values.seconds);
+  const warmup = Number(values.warmup);
+  const connections = Number(values.connections);
+  const thisMain = join(repoRoot, 'dist/services/ca/main.js');
+  let sides: [Side, Side];
+  let question: string;
+  if (values.scenario === 'batching') {
+    question =
+      'stage batching (services/common/next-turn.ts: the RA yields to the event loop between its stages): the same build with MAYFLY_STAGE_BATCHING on and off';
+    sides = [
+      { name: 'batching on', mainJs: thisMain, env: { MAYFLY_STAGE_BATCHING: 'true' } },
+      { name: 'batching off', mainJs: thisMain, env: { MAYFLY_STAGE_BATCHING: 'false' } },
+    ];
+  } else if (values.scenario === 'build') {
+    if (!values.base) throw new Error('--scenario build needs --base DIR (a built checkout)');
+    const base = resolve(values.base);
+    question = `this build against the build in ${base}, same settings`;
+    sides = [
+      { name: 'this build', mainJs: thisMain, env: {} },
+      { name: 'base build', mainJs: join(base, 'dist/services/ca/main.js'), env: {} },
+    ];
+  } else throw new Error(`unknown scenario ${values.scenario}`);
+
+  const dir = scratchDir();
+  const issuer = await startDevIssuer({ host: '127.0.0.1' });
+  const fixtures = await makeFixtures(issuer, 2000);
+  const requests: RequestShape[] = fixtures.map((f) => ({
+    path: '/api/v2/signingCert',
+    body: f.v2Body,
+    headers: { 'content-type': 'application/json' },
+  }));
+  const env = { MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir) };
+  const results = new Map<string, LoadResult[]>(sides.map((s) => [s.name, []]));
+  const load: number[] = [loadavg()[0]!];
+  const started = new Date();
+  for (let round = 0; round < rounds; round++) {
+    // A, B in odd rounds and B, A in even ones: neither side always goes first.
+    const order = round % 2 === 0 ? sides : ([sides[1], sides[0]] as const);
+    for (const side of order) {
+      const server = await startServer(side, dir, env);
+      try {
+        const run = (duration: number) =>
+          runLoad({
+            url: server.url,
+            requests,
+            connections,
+            duration,
+            serverPid: server.pid,
+            okStatus: 200,
+          });
+        await run(warmup);
+        const result = await run(seconds);
+        results.get(side.name)!.push(result);
+        process.stderr.write(
+          `round ${round + 1} ${side.name}: ${fmt(result.certificatesPerSecond)} certs/s, ${fmt(result.cpuSecondsPer1000, 3)} CPU-s/1000, p99 ${result.p99} ms, ${result.failures} failures\n`,
+        );
+      } finally {
+        await server.stop();
+      }
+    }
+    load.push(loadavg()[0]!);
+  }
+  await issuer.close();
+
+  const [a, b] = sides.map((s) => results.get(s.name)!);
+  const row = (name: string, rs: readonly LoadResult[]) =>
+    `| ${name} | ${rs.map((r) => fmt(r.cpuSecondsPer1000, 3)).join(' / ')} | **${fmt(median(rs.map((r) => r.cpuSecondsPer1000)), 3)}** | ${fmt(median(rs.map((r) => r.certificatesPerSecond)))} | ${fmt(median(rs.map((r) => r.p50)))} | ${fmt(median(rs.map((r) => r.p99)))} | ${rs.reduce((n, r) => n + r.failures, 0)} |`;
+  const cpuA = median(a!.map((r) => r.cpuSecondsPer1000));
+  const cpuB = median(b!.map((r) => r.cpuSecondsPer1000));
+  const perRound = a!.map((r, i) => r.cpuSecondsPer1000 / b![i]!.cpuSecondsPer1000 - 1);
+  const command = `node dist/bench/ab.js ${process.argv.slice(2).join(' ')}`;
+  const report = [
+    `# A/B: ${sides[0].name} vs ${sides[1].name}`,
+    '',
+    `- Question: ${question}.`,
+    `- Command: \`${command}\` (after \`npx tsc -p tsconfig.bench.json\`), ${started.toISOString()}.`,
+    `- Load: POST /api/v2/signingCert, ES256 tokens, a fresh P-256 key and proof per request (2,000 fixtures), ${connections} keep-alive connections, closed loop; each round a fresh server process, ${warmup} s warm-up then ${seconds} s measured; ${rounds} rounds per side, alternating (A B, B A, ...). Rate limits off; info logs and the audit log to files.`,
+    `- Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, shared with other engineers' work while this ran: load average (1 min) ${load.map((l) => l.toFixed(1)).join(' → ')}. Compare the two sides of this run only, not with other files.`,
+    '',
+    '| side | server CPU-s per 1,000 certificates, each round | median | certs/s (median) | p50 ms | p99 ms | failures |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    row(sides[0].name, a!),
+    row(sides[1].name, b!),
+    '',
+    `**${sides[0].name} / ${sides[1].name}, CPU per certificate (medians): ${fmt((cpuA / cpuB - 1) * 100, 1)} %**; per round pair: ${perRound.map((x) => `${x >= 0 ? '+' : ''}${fmt(x * 100, 1)} %`).join(', ')}.`,
+    '',
+  ].join('\n');
+  process.stdout.write(report);
+  if (values.out) {
+    mkdirSync(resolve(values.out, '..'), { recursive: true });
+    writeFileSync(values.out, report);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`ab: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
