@@ -212,11 +212,12 @@ run_go() {
 }
 
 print_env() {
-  local root
+  local root common
   root="$(goroot)"
+  common="$(common_overlay)"
   cat <<EOF
 export GOROOT='$root'
-export GOPATH='$(gopath)'
+export GOPATH='${common:+$common:}$(gopath)'
 export GO111MODULE=off GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOENV=off GOFLAGS= GOTELEMETRY=off
 export GOCACHE='$cache/gocache'
 export CGO_ENABLED=0
