@@ -44,7 +44,7 @@ DAPT_LOG_PREFIX="go-refs"
 # shellcheck source=scripts/lib/debian-apt.sh
 . "$repo_root/scripts/lib/debian-apt.sh"
 
-cache="${MAYFLY_TOOLS_CACHE:-$HOME/.cache/mayfly}/go"
+cache="${MAYFLY_TOOLS_CACHE:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/mayfly}/go"
 suite="${MAYFLY_GO_REFS_SUITE:-sid}"
 
 # The packages whose Depends closure makes up the tree.
