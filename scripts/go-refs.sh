@@ -44,7 +44,7 @@ DAPT_LOG_PREFIX="go-refs"
 # shellcheck source=scripts/lib/debian-apt.sh
 . "$repo_root/scripts/lib/debian-apt.sh"
 
-cache="${MAYFLY_TOOLS_CACHE:-$HOME/.cache/mayfly}/go"
+cache="${MAYFLY_TOOLS_CACHE:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/mayfly}/go"
 suite="${MAYFLY_GO_REFS_SUITE:-sid}"
 
 # The packages whose Depends closure makes up the tree.
@@ -212,11 +212,12 @@ run_go() {
 }
 
 print_env() {
-  local root
+  local root common
   root="$(goroot)"
+  common="$(common_overlay)"
   cat <<EOF
 export GOROOT='$root'
-export GOPATH='$(gopath)'
+export GOPATH='${common:+$common:}$(gopath)'
 export GO111MODULE=off GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOENV=off GOFLAGS= GOTELEMETRY=off
 export GOCACHE='$cache/gocache'
 export CGO_ENABLED=0
