@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import type { IdentityConfig } from './config/identity-config';
 import type { ServerConfig } from './config/schema';
+import type { GrpcServerDeps, GrpcSettings } from './grpc/server';
 import { createApiHandler, type ApiHandler } from './http/fast-path';
 import type { ReadinessCheck } from './http/health';
 import { createMetricsApp } from './http/metrics-app';
@@ -56,6 +57,8 @@ export interface MayflyApp {
   /** The API: node:http for the signing routes, Express for the rest (http/fast-path.ts). */
   readonly api: ApiHandler;
   readonly metricsApp: express.Express;
+  /** What the gRPC listener serves with (grpc/server.ts startGrpcServer): the same RA. */
+  readonly grpc: GrpcServerDeps;
   readonly metrics: Metrics;
   readonly ca: CertificateAuthority;
   /** The identity config in service; reload() re-reads its file (SIGHUP). */
@@ -210,12 +213,15 @@ export async function createApp(
     ready: () => ready,
     checks: () => readinessChecks(ca, clock),
   };
+  const audit = new AuditLog(
+    overrides.auditLogger ?? createAuditLogger({ file: config.auditLogFile }),
+  );
   const api = createApiHandler({
     ra,
     trustBundle: () => ca.trustBundle(),
     issuers: () => identity.describe(),
     health,
-    audit: new AuditLog(overrides.auditLogger ?? createAuditLogger({ file: config.auditLogFile })),
+    audit,
     issuerLookup: identity,
     metrics,
     logger,
@@ -223,9 +229,22 @@ export async function createApp(
     trustedProxies: config.trustedProxies,
   });
   const metricsApp = createMetricsApp({ registry: metrics.registry, health });
+  const grpc: GrpcServerDeps = {
+    ra,
+    trustBundle: () => ca.trustBundle(),
+    issuers: () => identity.describe(),
+    // The same readiness as /readyz: not ready while draining or when the CA is unusable.
+    ready: () => ready && readinessChecks(ca, clock).every((check) => check.ok),
+    audit,
+    issuerLookup: identity,
+    metrics,
+    logger,
+    trustedProxies: config.trustedProxies,
+  };
   return {
     api,
     metricsApp,
+    grpc,
     metrics,
     ca,
     identity,
@@ -282,6 +301,26 @@ export function caChainValidity(bundle: readonly (readonly Uint8Array[])[]): CaC
       },
     ];
   });
+}
+
+/** The gRPC listener's settings from the config (its port is not `off`). */
+export function grpcSettings(config: ServerConfig, port: number): GrpcSettings {
+  const { grpc } = config;
+  return {
+    host: grpc.host,
+    port,
+    // A request must not get through over gRPC what HTTP would refuse for its size.
+    maxReceiveBytes: grpc.maxMessageBytes ?? config.maxRequestBytes,
+    maxSendBytes: 4 * 1024 * 1024,
+    idleTimeoutMs: grpc.idleTimeoutMs,
+    keepaliveTimeMs: grpc.keepaliveTimeMs,
+    keepaliveTimeoutMs: grpc.keepaliveTimeoutMs,
+    maxConcurrentStreams: grpc.maxConcurrentStreams,
+    tls:
+      grpc.tlsCert && grpc.tlsKey
+        ? { cert: grpc.tlsCert, key: grpc.tlsKey, reloadIntervalMs: grpc.tlsReloadMs }
+        : undefined,
+  };
 }
 
 /** Listens and resolves with the bound port (port 0 picks a free one). */

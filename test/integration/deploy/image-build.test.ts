@@ -125,6 +125,8 @@ test('the image builds with the CI steps and its runtime stage serves as the num
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
       MAYFLY_METRICS_PORT: '0',
+      MAYFLY_GRPC_HOST: '127.0.0.1',
+      MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
