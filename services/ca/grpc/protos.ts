@@ -39,7 +39,10 @@ export function protoDir(): string {
 }
 
 export interface Protos {
-  /** Both files, for server reflection. */
+  /**
+   * Both files as written (proto field names, not the camelCase the handlers use), for
+   * server reflection: what grpcurl and other reflection clients build requests from.
+   */
   readonly definition: PackageDefinition;
   readonly fulcio: ServiceDefinition;
   readonly health: ServiceDefinition;
@@ -54,13 +57,10 @@ function service(root: GrpcObject, name: string): ServiceDefinition {
 }
 
 export function loadProtos(dir: string = protoDir()): Protos {
-  const definition = loadSync(
-    [resolve(dir, 'fulcio.proto'), resolve(dir, 'health.proto')],
-    LOADER_OPTIONS,
-  );
-  const root = loadPackageDefinition(definition);
+  const files = [resolve(dir, 'fulcio.proto'), resolve(dir, 'health.proto')];
+  const root = loadPackageDefinition(loadSync(files, LOADER_OPTIONS));
   return {
-    definition,
+    definition: loadSync(files, { ...LOADER_OPTIONS, keepCase: true }),
     fulcio: service(root, FULCIO_SERVICE),
     health: service(root, HEALTH_SERVICE),
   };
