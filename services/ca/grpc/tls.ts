@@ -110,7 +110,12 @@ export class ReloadingTlsProvider implements Experimental.CertificateProvider {
   removeCaCertificateListener(): void {}
   addIdentityCertificateListener(listener: Experimental.IdentityCertificateUpdateListener): void {
     this.listeners.add(listener);
-    listener({ ...this.current });
+    // Later, not now: grpc-js registers its own watcher only after this returns, and a
+    // pair delivered before that would never reach the listening socket.
+    const pair = this.current;
+    setImmediate(() => {
+      if (this.listeners.has(listener)) listener({ ...pair });
+    });
   }
   removeIdentityCertificateListener(
     listener: Experimental.IdentityCertificateUpdateListener,
