@@ -147,6 +147,8 @@ test('the image builds with the CI steps and its runtime stage serves as the num
       chains: unknown[];
     };
     expect(bundle.chains).toHaveLength(1);
+    // The gRPC server found its .proto files in the image layout.
+    expect(out).toMatch(/gRPC listening on 127\.0\.0\.1:\d+ \(plaintext\)/);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(readdirSync(app).sort()).toEqual(before);
