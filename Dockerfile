@@ -35,7 +35,7 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/services ./dist/services
 # fulcio.proto and health.proto, which the gRPC server loads at start (beside its module).
-COPY --from=build /src/services/ca/grpc/proto ./dist/services/ca/grpc/proto
+COPY --from=build /src/services/common/grpc/proto ./dist/services/common/grpc/proto
 COPY config ./config
 USER 65532:65532
 # API, gRPC, metrics.

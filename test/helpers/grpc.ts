@@ -22,7 +22,7 @@ import type { TestCa } from './mayfly';
  * way a grpc-js user would), and a mayfly gRPC listener on 127.0.0.1 for a TestCa.
  */
 
-const PROTO_DIR = join(__dirname, '../../services/ca/grpc/proto');
+const PROTO_DIR = join(__dirname, '../../services/common/grpc/proto');
 const REFLECTION_PROTO = join(
   __dirname,
   '../../node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto',

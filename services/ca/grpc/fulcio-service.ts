@@ -25,7 +25,7 @@ import type {
   TrustBundleMessage,
 } from './messages';
 import { OK_OUTCOME, logFailure, outcomeOf, startTimer, statusOf, toCaError } from './observe';
-import { FULCIO_SERVICE } from './protos';
+import { FULCIO_SERVICE } from '../../common/grpc/protos';
 
 /**
  * dev.sigstore.fulcio.v2.CA over gRPC: a thin adapter from the protobuf messages to the

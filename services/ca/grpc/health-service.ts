@@ -12,7 +12,7 @@ import type {
   ServingStatus,
 } from './messages';
 import { OK_OUTCOME, startTimer } from './observe';
-import { FULCIO_SERVICE, HEALTH_SERVICE } from './protos';
+import { FULCIO_SERVICE, HEALTH_SERVICE } from '../../common/grpc/protos';
 
 /**
  * grpc.health.v1.Health. Stricter than Fulcio's, which answers SERVING for any service

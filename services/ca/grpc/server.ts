@@ -4,7 +4,7 @@ import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '../../common/logger';
 import { createFulcioService, type FulcioServiceDeps } from './fulcio-service';
 import { createHealthService } from './health-service';
-import { loadProtos } from './protos';
+import { loadProtos } from '../../common/grpc/protos';
 import { ReloadingTlsProvider, type GrpcTlsFiles } from './tls';
 
 /**

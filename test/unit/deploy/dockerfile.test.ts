@@ -85,7 +85,7 @@ describe('Dockerfile', () => {
       ['build', '/src/package.json ./package.json'],
       ['build', '/src/node_modules ./node_modules'],
       ['build', '/src/dist/services ./dist/services'],
-      ['build', '/src/services/ca/grpc/proto ./dist/services/ca/grpc/proto'],
+      ['build', '/src/services/common/grpc/proto ./dist/services/common/grpc/proto'],
       ['(context)', 'config ./config'],
     ]);
     // node_modules comes from the build stage after `npm prune --omit=dev`.

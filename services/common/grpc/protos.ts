@@ -1,15 +1,20 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { loadPackageDefinition, type GrpcObject, type ServiceDefinition } from '@grpc/grpc-js';
+import {
+  loadPackageDefinition,
+  type GrpcObject,
+  type ServiceClientConstructor,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 
 /**
  * The service definitions, loaded at start from the .proto files beside this module
- * (services/ca/grpc/proto/) with @grpc/proto-loader. Loading the text at run time rather
+ * (services/common/grpc/proto/) with @grpc/proto-loader. Loading the text at run time rather
  * than generating code keeps one source of truth that clients (sigstore-java, grpcurl) can
  * also be given, and lets server reflection describe exactly what is served; the cost is a
  * few milliseconds at start. The compiled build looks for the files in the source tree
- * (the container image ships services/ca/grpc/proto next to dist/).
+ * (the container image ships the proto folder beside the compiled module).
  */
 
 export const FULCIO_SERVICE = 'dev.sigstore.fulcio.v2.CA';
@@ -29,11 +34,11 @@ export const LOADER_OPTIONS = {
 export function protoDir(): string {
   let dir = __dirname;
   for (;;) {
-    for (const candidate of [resolve(dir, 'proto'), resolve(dir, 'services/ca/grpc/proto')]) {
+    for (const candidate of [resolve(dir, 'proto'), resolve(dir, 'services/common/grpc/proto')]) {
       if (existsSync(resolve(candidate, 'fulcio.proto'))) return candidate;
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new Error('fulcio.proto not found (services/ca/grpc/proto)');
+    if (parent === dir) throw new Error('fulcio.proto not found (services/common/grpc/proto)');
     dir = parent;
   }
 }
@@ -64,4 +69,22 @@ export function loadProtos(dir: string = protoDir()): Protos {
     fulcio: service(root, FULCIO_SERVICE),
     health: service(root, HEALTH_SERVICE),
   };
+}
+
+export interface FulcioClients {
+  readonly CA: ServiceClientConstructor;
+  readonly Health: ServiceClientConstructor;
+}
+
+/** grpc-js client constructors for the CA and health services (the prober's, tests'). */
+export function loadClients(dir: string = protoDir()): FulcioClients {
+  const root = loadPackageDefinition(
+    loadSync([resolve(dir, 'fulcio.proto'), resolve(dir, 'health.proto')], LOADER_OPTIONS),
+  );
+  const ctor = (name: string) => {
+    let node: unknown = root;
+    for (const part of name.split('.')) node = (node as Record<string, unknown>)[part];
+    return node as ServiceClientConstructor;
+  };
+  return { CA: ctor(FULCIO_SERVICE), Health: ctor(HEALTH_SERVICE) };
 }
