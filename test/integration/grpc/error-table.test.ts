@@ -383,6 +383,38 @@ describe('transport rows', () => {
     expect(res.status).toBe(400);
   });
 
+  test('a PublicKey.content that is not UTF-8 (raw DER) is refused as an unparsable key', async () => {
+    // Hand-encoded protobuf: grpc-js clients, like Go's, refuse to encode such a string.
+    const field = (no: number, bytes: Buffer) =>
+      Buffer.concat([Buffer.from([(no << 3) | 2]), varint(bytes.length), bytes]);
+    const varint = (n: number) => {
+      const out: number[] = [];
+      while (n > 0x7f) {
+        out.push((n & 0x7f) | 0x80);
+        n >>>= 7;
+      }
+      out.push(n);
+      return Buffer.from(out);
+    };
+    const der = key.publicKey.export({ type: 'spki', format: 'der' });
+    const message = Buffer.concat([
+      field(1, field(1, Buffer.from(token))),
+      field(2, Buffer.concat([field(1, field(2, der)), field(2, proofFor(key, EMAIL))])),
+    ]);
+    const before = ca.signCount();
+    const answer = await new Promise<{ code?: number; details?: string }>((resolve) =>
+      grpc.client.ca.makeUnaryRequest(
+        '/dev.sigstore.fulcio.v2.CA/CreateSigningCertificate',
+        (x: Buffer) => x,
+        (x: Buffer) => x,
+        message,
+        (err) => resolve({ code: err?.code, details: err?.details }),
+      ),
+    );
+    expect(answer).toEqual({ code: status.INVALID_ARGUMENT, details: KEY });
+    expect(ca.signCount()).toBe(before);
+  });
+
   test('answers an unknown method with Unimplemented', async () => {
     const { error } = await grpc.client.call(grpc.client.health, 'List', {});
     expect(error).toBeUndefined();
