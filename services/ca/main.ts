@@ -146,15 +146,6 @@ async function main(): Promise<void> {
     },
     'mayfly listening',
   );
-  if (metrics) {
-    // One write, so that a reader of the first line has the second too.
-    process.stdout.write(
-      `mayfly listening on http://${config.host}:${api.port} (metrics on port ${metrics.port})\n` +
-        (grpc
-          ? `mayfly gRPC listening on ${config.grpc.host}:${grpc.port} (${grpc.tls ? 'tls' : 'plaintext'})\n`
-          : ''),
-    );
-  }
   void app.identity.warmUp();
   // SIGHUP re-reads the identity config; a bad file is logged and the old one keeps serving.
   const reloadable = app;
@@ -186,6 +177,17 @@ async function main(): Promise<void> {
     inWorker ? { signals: ['SIGTERM'] } : {},
   );
   if (inWorker) process.on('SIGINT', () => undefined);
+  // Printed last: a supervisor that signals as soon as it reads this line finds the
+  // handlers in place (stdout to a pipe is written at once, before the rest of this turn).
+  if (metrics) {
+    // One write, so that a reader of the first line has the second too.
+    process.stdout.write(
+      `mayfly listening on http://${config.host}:${api.port} (metrics on port ${metrics.port})\n` +
+        (grpc
+          ? `mayfly gRPC listening on ${config.grpc.host}:${grpc.port} (${grpc.tls ? 'tls' : 'plaintext'})\n`
+          : ''),
+    );
+  }
 }
 
 process.on('unhandledRejection', (reason) => {
