@@ -9,7 +9,7 @@
 #            with a read-only root filesystem (only /tmp needs to be writable).
 #
 # Build: docker build -t mayfly:0.1.0 .
-# Run:   docker run --read-only --tmpfs /tmp -p 8080:8080 -p 2112:2112 mayfly:0.1.0
+# Run:   docker run --read-only --tmpfs /tmp -p 8080:8080 -p 8081:8081 -p 2112:2112 mayfly:0.1.0
 #
 # The base is node:20.20.2-bookworm-slim pinned by its manifest-list digest (the Node
 # version CI runs). Update both together.
@@ -34,10 +34,12 @@ WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/services ./dist/services
+# fulcio.proto and health.proto, which the gRPC server loads at start (beside its module).
+COPY --from=build /src/services/common/grpc/proto ./dist/services/common/grpc/proto
 COPY config ./config
 USER 65532:65532
-# API, metrics.
-EXPOSE 8080 2112
+# API, gRPC, metrics.
+EXPOSE 8080 8081 2112
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.MAYFLY_PORT || 8080}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["node", "dist/services/ca/main.js"]

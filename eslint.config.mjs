@@ -27,7 +27,9 @@ const boundaries = {
   ratelimit: ['http', 'ra', 'identity', 'pop', 'issuance', 'signer'],
   ra: ['http', 'signer'],
   metrics: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer'],
-  http: ['signer'],
+  http: ['signer', 'grpc'],
+  // The gRPC transport: like http/, it reaches the CA only through ra/.
+  grpc: ['http', 'signer', 'issuance', 'pop', 'ratelimit', 'config'],
 };
 // Leaf modules that every part may use and that use none of them.
 const caModules = [...new Set(Object.values(boundaries).flat()), 'common', 'gocompat'];

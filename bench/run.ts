@@ -149,6 +149,8 @@ async function startMayfly(
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
       MAYFLY_METRICS_PORT: '0',
+      MAYFLY_GRPC_HOST: '127.0.0.1',
+      MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
       MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
       MAYFLY_SHUTDOWN_GRACE_MS: '2000',

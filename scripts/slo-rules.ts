@@ -53,7 +53,11 @@ export const BURN_WINDOWS = [
 /** Every window an alert reads, shortest first. */
 export const RATIO_WINDOWS = ['5m', '30m', '1h', '2h', '6h', '1d', '3d'] as const;
 
-const SIGNING = 'route=~"/api/v[12]/signingCert",method="POST"';
+// The signing requests of both transports: the HTTP routes, and Fulcio's gRPC method, which
+// services/ca/grpc records in the same histogram (its path as the route, POST, and the
+// HTTP status Fulcio's gateway gives its gRPC code).
+const SIGNING =
+  'route=~"/api/v[12]/signingCert|/dev.sigstore.fulcio.v2.CA/CreateSigningCertificate",method="POST"';
 const REQUESTS = `mayfly_http_request_duration_seconds_count{${SIGNING}}`;
 
 export interface Rule {

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import type { IdentityConfig } from './config/identity-config';
 import type { ServerConfig } from './config/schema';
+import type { GrpcServerDeps, GrpcSettings } from './grpc/server';
 import { createApiHandler, type ApiHandler } from './http/fast-path';
 import type { ReadinessCheck } from './http/health';
 import { createMetricsApp } from './http/metrics-app';
@@ -54,6 +55,8 @@ export interface MayflyApp {
   /** The API: node:http for the signing routes, Express for the rest (http/fast-path.ts). */
   readonly api: ApiHandler;
   readonly metricsApp: express.Express;
+  /** What the gRPC listener serves with (grpc/server.ts startGrpcServer): the same RA. */
+  readonly grpc: GrpcServerDeps;
   readonly metrics: Metrics;
   readonly ca: CertificateAuthority;
   /** The signing flow for any transport (HTTP is one; it reports its own decisions). */
@@ -230,9 +233,20 @@ export async function createApp(
     trustedProxies: config.trustedProxies,
   });
   const metricsApp = createMetricsApp({ registry: metrics.registry, health });
+  const grpc: GrpcServerDeps = {
+    ra,
+    trustBundle: () => ca.trustBundle(),
+    issuers: () => identity.describe(),
+    // The same readiness as /readyz: not ready while draining or when the CA is unusable.
+    ready: () => ready && readinessChecks(ca, clock).every((check) => check.ok),
+    metrics,
+    logger,
+    trustedProxies: config.trustedProxies,
+  };
   return {
     api,
     metricsApp,
+    grpc,
     metrics,
     ca,
     ra,
@@ -290,6 +304,26 @@ export function caChainValidity(bundle: readonly (readonly Uint8Array[])[]): CaC
       },
     ];
   });
+}
+
+/** The gRPC listener's settings from the config (its port is not `off`). */
+export function grpcSettings(config: ServerConfig, port: number): GrpcSettings {
+  const { grpc } = config;
+  return {
+    host: grpc.host,
+    port,
+    // A request must not get through over gRPC what HTTP would refuse for its size.
+    maxReceiveBytes: grpc.maxMessageBytes ?? config.maxRequestBytes,
+    maxSendBytes: 4 * 1024 * 1024,
+    idleTimeoutMs: grpc.idleTimeoutMs,
+    keepaliveTimeMs: grpc.keepaliveTimeMs,
+    keepaliveTimeoutMs: grpc.keepaliveTimeoutMs,
+    maxConcurrentStreams: grpc.maxConcurrentStreams,
+    tls:
+      grpc.tlsCert && grpc.tlsKey
+        ? { cert: grpc.tlsCert, key: grpc.tlsKey, reloadIntervalMs: grpc.tlsReloadMs }
+        : undefined,
+  };
 }
 
 /** Listens and resolves with the bound port (port 0 picks a free one). */

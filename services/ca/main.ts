@@ -4,7 +4,10 @@ import { ConfigError, configPathFromArgs, loadServerConfig } from './config/load
 import { IdentityConfigError } from './config/identity-config';
 import { loadIdentityConfig } from './identity/identity-config';
 import type { ServerConfig } from './config/schema';
-import { createApp, listen } from './app';
+import type { Server } from 'node:http';
+import { createApp, grpcSettings, listen } from './app';
+import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
+import { TlsLoadError } from './grpc/tls';
 import {
   caFromPrimary,
   clusterWorkerId,
@@ -79,20 +82,36 @@ async function main(): Promise<void> {
   api.server.requestTimeout = 60_000;
   api.server.headersTimeout = 20_000;
   api.server.keepAliveTimeout = 30_000;
+  // Fulcio's gRPC API on its own port, unless turned off.
+  let grpc: RunningGrpcServer | undefined;
+  if (config.grpc.port !== 'off') {
+    try {
+      grpc = await startGrpcServer(app.grpc, grpcSettings(config, config.grpc.port), logger);
+    } catch (err) {
+      if (err instanceof TlsLoadError) {
+        logger.fatal({ reason: err.message }, 'the gRPC TLS files could not be loaded');
+        process.stderr.write(`mayfly: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+  }
   // In a cluster the primary serves the workers' aggregated metrics.
   const metrics = inWorker
     ? undefined
     : await listen(app.metricsApp, config.metricsHost, config.metricsPort);
   if (inWorker) reportToPrimary(app.metrics.registry);
   logger.info(
-    { host: config.host, port: api.port, metricsPort: metrics?.port, ca: config.ca.type },
+    {
+      host: config.host,
+      port: api.port,
+      grpcPort: grpc?.port,
+      grpcTls: grpc?.tls,
+      metricsPort: metrics?.port,
+      ca: config.ca.type,
+    },
     'mayfly listening',
   );
-  if (metrics) {
-    process.stdout.write(
-      `mayfly listening on http://${config.host}:${api.port} (metrics on port ${metrics.port})\n`,
-    );
-  }
   void app.identity.warmUp();
   // SIGHUP re-reads the identity config; a bad file is logged and the old one keeps serving.
   const reloadable = app;
@@ -110,7 +129,9 @@ async function main(): Promise<void> {
         delayMs: config.shutdownDelayMs,
         graceMs: config.shutdownGraceMs,
         setReady: (ready) => running.setReady(ready),
-        servers: [api.server],
+        // The gRPC listener drains beside the HTTP one: it stops taking calls (GOAWAY) and
+        // waits for those in flight within the same grace period.
+        servers: grpc ? [api.server, grpc.drainable as unknown as Server] : [api.server],
         lateServers: metrics ? [metrics.server] : [],
         close: () => running.close(),
       }).then(() => process.exit(0));
@@ -119,6 +140,17 @@ async function main(): Promise<void> {
     inWorker ? { signals: ['SIGTERM'] } : {},
   );
   if (inWorker) process.on('SIGINT', () => undefined);
+  // Printed last: a supervisor that signals as soon as it reads this line finds the
+  // handlers in place (stdout to a pipe is written at once, before the rest of this turn).
+  if (metrics) {
+    // One write, so that a reader of the first line has the second too.
+    process.stdout.write(
+      `mayfly listening on http://${config.host}:${api.port} (metrics on port ${metrics.port})\n` +
+        (grpc
+          ? `mayfly gRPC listening on ${config.grpc.host}:${grpc.port} (${grpc.tls ? 'tls' : 'plaintext'})\n`
+          : ''),
+    );
+  }
 }
 
 process.on('unhandledRejection', (reason) => {

@@ -18,6 +18,11 @@ export interface ProberConfig {
   readonly signingApis: readonly SigningApi[];
   /** PEM roots the issued chains must end in; unset: the CA's own /api/v2/trustBundle. */
   readonly trustedRootsFile: string | undefined;
+  /** The CA's gRPC listener (host:port): GetTrustBundle and CreateSigningCertificate are probed too. */
+  readonly grpcAddress: string | undefined;
+  /** TLS to the gRPC listener (with MAYFLY_PROBER_GRPC_CA_FILE's roots, else the system's). */
+  readonly grpcTls: boolean;
+  readonly grpcCaFile: string | undefined;
   readonly logLevel: string;
 }
 
@@ -61,6 +66,11 @@ export function loadProberConfig(env: Readonly<Record<string, string | undefined
   const bad = apis.filter((a) => a !== 'v1' && a !== 'v2');
   if (bad.length > 0)
     problems.push(`MAYFLY_PROBER_SIGNING_APIS: unknown API ${bad.join(', ')} (v1, v2)`);
+  const grpcAddress = env.MAYFLY_PROBER_GRPC_ADDRESS?.trim() || undefined;
+  if (grpcAddress && !/^[^\s/]+:\d+$/.test(grpcAddress))
+    problems.push(
+      `MAYFLY_PROBER_GRPC_ADDRESS: expected host:port, got ${JSON.stringify(grpcAddress)}`,
+    );
   const config: ProberConfig = {
     url,
     tokenFile: text('MAYFLY_PROBER_TOKEN_FILE', DEFAULT_TOKEN_FILE),
@@ -70,6 +80,11 @@ export function loadProberConfig(env: Readonly<Record<string, string | undefined
     metricsPort: int('MAYFLY_PROBER_METRICS_PORT', 2113, 0, 65535),
     signingApis: [...new Set(apis.filter((a): a is SigningApi => a === 'v1' || a === 'v2'))],
     trustedRootsFile: env.MAYFLY_PROBER_TRUSTED_ROOTS?.trim() || undefined,
+    grpcAddress,
+    grpcTls: ['1', 'true', 'on', 'yes'].includes(
+      (env.MAYFLY_PROBER_GRPC_TLS ?? '').trim().toLowerCase(),
+    ),
+    grpcCaFile: env.MAYFLY_PROBER_GRPC_CA_FILE?.trim() || undefined,
     logLevel: text('MAYFLY_PROBER_LOG_LEVEL', 'info'),
   };
   if (problems.length > 0) throw new ProberConfigError(problems);

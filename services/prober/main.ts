@@ -47,6 +47,7 @@ async function main(): Promise<void> {
       url: config.url,
       intervalSeconds: config.intervalSeconds,
       apis: config.signingApis,
+      grpc: config.grpcAddress,
       metricsPort: port,
     },
     'mayfly prober started',

@@ -15,6 +15,7 @@ import {
   type FetchLike,
   type HttpOptions,
 } from './probes';
+import { GRPC_SIGNING_CERT, GRPC_TRUST_BUNDLE, GrpcProbes } from './grpc-probes';
 
 /**
  * Runs the probes every interval, one round at a time (a slow round delays the next one,
@@ -41,13 +42,15 @@ export interface ProberDeps {
 type ProberSettings = Pick<
   ProberConfig,
   'url' | 'tokenFile' | 'intervalSeconds' | 'timeoutMs' | 'signingApis' | 'trustedRootsFile'
->;
+> &
+  Partial<Pick<ProberConfig, 'grpcAddress' | 'grpcTls' | 'grpcCaFile'>>;
 
 export class Prober {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private round: Promise<unknown> | undefined;
   private readonly http: HttpOptions;
+  private readonly grpc: GrpcProbes | undefined;
   private readonly now: () => Date;
 
   constructor(
@@ -60,6 +63,14 @@ export class Prober {
       fetch: deps.fetch ?? fetch,
     };
     this.now = deps.now ?? (() => new Date());
+    this.grpc = settings.grpcAddress
+      ? new GrpcProbes({
+          address: settings.grpcAddress,
+          tls: settings.grpcTls ?? false,
+          caFile: settings.grpcCaFile,
+          timeoutMs: settings.timeoutMs,
+        })
+      : undefined;
   }
 
   /** One round: the read endpoints, then a certificate from each signing API. */
@@ -81,6 +92,21 @@ export class Prober {
           const token = await readToken(this.settings.tokenFile);
           const probe = api === 'v2' ? probeSigningCertV2 : probeSigningCertV1;
           await probe(this.http, token, roots, this.now);
+        }),
+      );
+    }
+    const grpc = this.grpc;
+    if (grpc) {
+      // Fulcio's gRPC API, as gRPC clients use it: the trust bundle, then a certificate.
+      let grpcRoots: X509Certificate[] | undefined;
+      outcomes.push(
+        await this.probe(GRPC_TRUST_BUNDLE, 'POST', async () => {
+          grpcRoots = await grpc.trustBundle();
+        }),
+        await this.probe(GRPC_SIGNING_CERT, 'POST', async () => {
+          const roots = await this.trustedRoots(grpcRoots);
+          const token = await readToken(this.settings.tokenFile);
+          await grpc.signingCert(token, roots, this.now);
         }),
       );
     }
@@ -173,5 +199,6 @@ export class Prober {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     await this.round;
+    this.grpc?.close();
   }
 }

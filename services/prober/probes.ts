@@ -217,7 +217,7 @@ export async function readToken(file: string): Promise<string> {
   }
 }
 
-interface ProbeKey {
+export interface ProbeKey {
   readonly privateKey: KeyObject;
   readonly pem: string;
   readonly spki: Buffer;
@@ -226,7 +226,7 @@ interface ProbeKey {
 }
 
 /** A fresh P-256 key and its proof for this token, as a signing client makes them. */
-function freshKey(token: string): ProbeKey {
+export function freshKey(token: string): ProbeKey {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   return {
     privateKey,
@@ -239,7 +239,7 @@ function freshKey(token: string): ProbeKey {
   };
 }
 
-function checkIssued(
+export function checkIssued(
   chain: readonly X509Certificate[],
   key: ProbeKey,
   roots: readonly X509Certificate[],

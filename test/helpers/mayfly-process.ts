@@ -31,6 +31,8 @@ export interface MayflyProcess {
   readonly url: string;
   readonly port: number;
   readonly metricsPort: number;
+  /** The gRPC port, unless MAYFLY_GRPC_PORT was off (or workers run: not printed). */
+  readonly grpcPort: number | undefined;
   stdout(): string;
   stderr(): string;
   /** JSON log lines (pino) printed so far. */
@@ -65,6 +67,8 @@ export async function startMayflyProcess(env: Record<string, string>): Promise<M
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
       MAYFLY_METRICS_PORT: '0',
+      MAYFLY_GRPC_HOST: '127.0.0.1',
+      MAYFLY_GRPC_PORT: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -90,11 +94,20 @@ export async function startMayflyProcess(env: Record<string, string>): Promise<M
     30_000,
   );
   const port = Number(match[1]);
+  const grpc =
+    // A cluster primary prints only the HTTP line.
+    env.MAYFLY_GRPC_PORT === 'off' || Number(env.MAYFLY_WORKERS ?? '1') !== 1
+      ? undefined
+      : await waitFor(
+          () => out.match(/gRPC listening on [^\s]+:(\d+) /),
+          'the gRPC listening line',
+        );
   return {
     child,
     url: `http://127.0.0.1:${port}`,
     port,
     metricsPort: Number(match[2]),
+    grpcPort: grpc ? Number(grpc[1]) : undefined,
     stdout: () => out,
     stderr: () => err,
     logs: () =>

@@ -30,7 +30,14 @@ function run(env: Record<string, string>, args: string[] = []): Run {
   let err = '';
   const child = spawn(process.execPath, [main, ...args], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', MAYFLY_LOG_LEVEL: 'warn', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      MAYFLY_LOG_LEVEL: 'warn',
+      // Never Fulcio's 8081: tests run side by side.
+      MAYFLY_GRPC_HOST: '127.0.0.1',
+      MAYFLY_GRPC_PORT: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

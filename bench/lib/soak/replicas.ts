@@ -66,6 +66,8 @@ export class Replica {
         MAYFLY_PORT: String(this.port),
         MAYFLY_METRICS_HOST: '127.0.0.1',
         MAYFLY_METRICS_PORT: '0',
+        MAYFLY_GRPC_HOST: '127.0.0.1',
+        MAYFLY_GRPC_PORT: '0',
         ...this.where.env,
       },
     });

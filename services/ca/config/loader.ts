@@ -23,13 +23,27 @@ type Raw = Record<string, unknown>;
 interface EnvBinding {
   readonly env: string;
   readonly path: readonly string[];
-  readonly kind: 'string' | 'int' | 'number' | 'bool' | 'list' | 'path' | 'pathOrOff';
+  readonly kind: 'string' | 'int' | 'number' | 'bool' | 'list' | 'path' | 'pathOrOff' | 'intOrOff';
 }
 
 /** Every setting is also an environment variable. */
 export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_HOST', path: ['host'], kind: 'string' },
   { env: 'MAYFLY_PORT', path: ['port'], kind: 'int' },
+  { env: 'MAYFLY_GRPC_HOST', path: ['grpc', 'host'], kind: 'string' },
+  { env: 'MAYFLY_GRPC_PORT', path: ['grpc', 'port'], kind: 'intOrOff' },
+  { env: 'MAYFLY_GRPC_MAX_MESSAGE_BYTES', path: ['grpc', 'maxMessageBytes'], kind: 'int' },
+  { env: 'MAYFLY_GRPC_IDLE_TIMEOUT_MS', path: ['grpc', 'idleTimeoutMs'], kind: 'int' },
+  { env: 'MAYFLY_GRPC_KEEPALIVE_TIME_MS', path: ['grpc', 'keepaliveTimeMs'], kind: 'int' },
+  { env: 'MAYFLY_GRPC_KEEPALIVE_TIMEOUT_MS', path: ['grpc', 'keepaliveTimeoutMs'], kind: 'int' },
+  {
+    env: 'MAYFLY_GRPC_MAX_CONCURRENT_STREAMS',
+    path: ['grpc', 'maxConcurrentStreams'],
+    kind: 'int',
+  },
+  { env: 'MAYFLY_GRPC_TLS_CERT', path: ['grpc', 'tlsCert'], kind: 'path' },
+  { env: 'MAYFLY_GRPC_TLS_KEY', path: ['grpc', 'tlsKey'], kind: 'path' },
+  { env: 'MAYFLY_GRPC_TLS_RELOAD_MS', path: ['grpc', 'tlsReloadMs'], kind: 'int' },
   { env: 'MAYFLY_METRICS_HOST', path: ['metricsHost'], kind: 'string' },
   { env: 'MAYFLY_METRICS_PORT', path: ['metricsPort'], kind: 'int' },
   { env: 'MAYFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
@@ -115,6 +129,8 @@ const FILE_PATH_SETTINGS: readonly (readonly string[])[] = [
   ['ca', 'previousCert'],
   ['oidc', 'kubernetesCaFile'],
   ['oidc', 'kubernetesTokenFile'],
+  ['grpc', 'tlsCert'],
+  ['grpc', 'tlsKey'],
 ];
 
 /** The folder holding the shipped config/ (the package root), wherever we run from. */
@@ -186,6 +202,9 @@ function fromEnv(binding: EnvBinding, text: string, problems: string[]): unknown
     }
     case 'path':
       return resolve(text);
+    case 'intOrOff':
+      if (text.trim() === 'off') return 'off';
+      return fromEnv({ ...binding, kind: 'int' }, text, problems);
     case 'pathOrOff':
       return text.trim() === RATE_LIMITS_OFF ? RATE_LIMITS_OFF : resolve(text);
     case 'string':

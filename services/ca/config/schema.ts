@@ -18,10 +18,49 @@ const port = z.number().int().min(0).max(65535);
 const KUBERNETES_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
 const KUBERNETES_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
+/** The gRPC listener's settings (MAYFLY_GRPC_*); see config/mayfly.yaml. */
+const grpcSchema = z
+  .object({
+    host: z.string().min(1).default('0.0.0.0'),
+    /** 8081 like Fulcio; 0 picks a free port (printed); `off` serves no gRPC. */
+    port: z.union([port, z.literal('off')]).default(8081),
+    /** Largest request message; unset: the HTTP API's maxRequestBytes. */
+    maxMessageBytes: z.number().int().min(1024).max(4194304).optional(),
+    /** A connection without calls this long is closed (Fulcio's idle timeout, 30 s). */
+    idleTimeoutMs: z.number().int().min(1000).max(3600000).default(30000),
+    keepaliveTimeMs: z.number().int().min(1000).max(7200000).default(60000),
+    keepaliveTimeoutMs: z.number().int().min(1000).max(600000).default(20000),
+    maxConcurrentStreams: z.number().int().min(1).max(10000).default(100),
+    /** TLS for the gRPC port: both files or neither. */
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    /** How often the TLS files are re-read besides watching them; 0: watching only. */
+    tlsReloadMs: z.number().int().min(0).max(86400000).default(30000),
+  })
+  .strict()
+  .superRefine((grpc, ctx) => {
+    if ((grpc.tlsCert === undefined) !== (grpc.tlsKey === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: [grpc.tlsCert === undefined ? 'tlsCert' : 'tlsKey'],
+        message: 'tlsCert and tlsKey go together',
+      });
+  })
+  .default({
+    host: '0.0.0.0',
+    port: 8081,
+    idleTimeoutMs: 30000,
+    keepaliveTimeMs: 60000,
+    keepaliveTimeoutMs: 20000,
+    maxConcurrentStreams: 100,
+    tlsReloadMs: 30000,
+  });
+
 export const serverConfigSchema = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
     port: port.default(8080),
+    grpc: grpcSchema,
     metricsHost: z.string().min(1).default('0.0.0.0'),
     metricsPort: port.default(2112),
     logLevel: z

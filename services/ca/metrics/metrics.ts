@@ -7,6 +7,10 @@ import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 
 export interface Metrics {
   readonly registry: Registry;
   readonly httpRequestDuration: Histogram<'route' | 'method' | 'code'>;
+  /** gRPC calls by outcome, go-grpc-prometheus's grpc_server_handled_total under mayfly_. */
+  readonly grpcHandled: Counter<GrpcLabel>;
+  /** gRPC call latency, go-grpc-prometheus's grpc_server_handling_seconds under mayfly_. */
+  readonly grpcHandlingSeconds: Histogram<GrpcLabel>;
   readonly certificatesIssued: Counter<'issuer' | 'issuer_type'>;
   readonly refusals: Counter<'reason'>;
   readonly tokenFailures: Counter<'reason' | 'issuer'>;
@@ -29,6 +33,8 @@ export interface Metrics {
   readonly rateLimitInsurance: Counter<'reason'>;
   readonly rateLimitReloads: Counter<'result'>;
 }
+
+export type GrpcLabel = 'grpc_service' | 'grpc_method' | 'grpc_code' | 'grpc_type';
 
 /** One chain of the trust bundle, as the CA expiry gauge reports it. */
 export interface CaChainValidity {
@@ -107,6 +113,19 @@ export function createMetrics(
       name: 'mayfly_http_request_duration_seconds',
       help: 'HTTP request latency by route, method and status code.',
       labelNames: ['route', 'method', 'code'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    grpcHandled: new Counter({
+      name: 'mayfly_grpc_server_handled_total',
+      help: 'gRPC calls completed, by service, method, gRPC status code name and type (unary, server_stream).',
+      labelNames: ['grpc_service', 'grpc_method', 'grpc_code', 'grpc_type'],
+      registers: [registry],
+    }),
+    grpcHandlingSeconds: new Histogram({
+      name: 'mayfly_grpc_server_handling_seconds',
+      help: 'gRPC call latency, by service, method, gRPC status code name and type.',
+      labelNames: ['grpc_service', 'grpc_method', 'grpc_code', 'grpc_type'],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),

@@ -358,7 +358,7 @@ describe.each(['overlays/dev', 'overlays/production'])('k8s/%s (deployable)', (n
     }
   });
 
-  it('lets mayfly reach Redis and DNS, and be reached on its API and metrics ports only', () => {
+  it('lets mayfly reach Redis and DNS, and be reached on its API, gRPC and metrics ports only', () => {
     const { objects } = r();
     const policy = find(objects, 'NetworkPolicy', 'mayfly')!.spec as {
       policyTypes: string[];
@@ -367,6 +367,7 @@ describe.each(['overlays/dev', 'overlays/production'])('k8s/%s (deployable)', (n
     };
     expect(policy.policyTypes).toEqual(['Ingress', 'Egress']);
     expect(policy.ingress.flatMap((i) => i.ports.map((p) => p.port)).sort()).toEqual([
+      'grpc',
       'http',
       'metrics',
     ]);
@@ -427,11 +428,16 @@ describe.each(['overlays/dev', 'overlays/production'])('k8s/%s (deployable)', (n
       expect(fileAt(config.ca.previousCert!)).toBeDefined();
     }
     // The ports it listens on are the ones the pod declares and the image exposes.
-    expect(container.ports!.map((p) => p.containerPort)).toEqual([config.port, config.metricsPort]);
+    const grpcPort = config.grpc.port;
+    expect(container.ports!.map((p) => p.containerPort)).toEqual([
+      config.port,
+      grpcPort,
+      config.metricsPort,
+    ]);
     const dockerfile = readDockerfile(join(root, 'Dockerfile'));
     const runtime = dockerfile.stages[dockerfile.stages.length - 1]!;
     const exposed = runtime.instructions.find((i) => i.keyword === 'EXPOSE')!.args;
-    expect(exposed.split(/\s+/).map(Number)).toEqual([config.port, config.metricsPort]);
+    expect(exposed.split(/\s+/).map(Number)).toEqual([config.port, grpcPort, config.metricsPort]);
     const user = runtime.instructions.find((i) => i.keyword === 'USER')!.args.split(':');
     expect(String(container.securityContext?.runAsUser)).toBe(user[0]);
     // SIGTERM comes after the preStop pause; the grace period covers pause, delay and drain.

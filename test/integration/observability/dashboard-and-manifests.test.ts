@@ -220,6 +220,7 @@ describe('k8s/base/prober', () => {
     const env = Object.fromEntries(container.env.map((e) => [e.name, e.value]));
     const config = loadProberConfig(env);
     expect(config.url).toBe('http://mayfly');
+    expect(config.grpcAddress).toBe('mayfly:8081');
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(container.securityContext).toMatchObject({
       readOnlyRootFilesystem: true,

@@ -13,6 +13,7 @@ import { loadProberConfig, ProberConfigError } from '../../../services/prober/co
 import { createProberMetrics, type ProberMetrics } from '../../../services/prober/metrics';
 import { Prober } from '../../../services/prober/prober';
 import { identityName } from '../../../services/prober/probes';
+import { startTestGrpc } from '../../helpers/grpc';
 import { startTestCa, type TestCa } from '../../helpers/mayfly';
 
 /**
@@ -47,7 +48,7 @@ beforeAll(async () => {
 });
 afterAll(() => ca.close());
 
-function prober(url: string, extra: { trustedRootsFile?: string } = {}) {
+function prober(url: string, extra: { trustedRootsFile?: string; grpcAddress?: string } = {}) {
   const metrics = createProberMetrics(new Registry());
   const instance = new Prober(
     {
@@ -57,6 +58,7 @@ function prober(url: string, extra: { trustedRootsFile?: string } = {}) {
       timeoutMs: 5000,
       signingApis: ['v2', 'v1'],
       trustedRootsFile: extra.trustedRootsFile,
+      grpcAddress: extra.grpcAddress,
     },
     { metrics, logger: silent },
   );
@@ -248,6 +250,39 @@ describe('against a stopped mayfly', () => {
   }, 120_000);
 });
 
+describe('against a live mayfly over gRPC too', () => {
+  test('GetTrustBundle and CreateSigningCertificate are probed, and a stopped listener fails them', async () => {
+    const grpc = await startTestGrpc(ca);
+    const { prober: p, metrics } = prober(ca.url, { grpcAddress: grpc.address });
+    try {
+      const signsBefore = ca.signCount();
+      const outcomes = await p.runOnce();
+      const grpcOutcomes = outcomes.filter((o) => o.endpoint.startsWith('/dev.sigstore'));
+      expect(grpcOutcomes.map((o) => [o.endpoint, o.method, o.ok, o.detail])).toEqual([
+        ['/dev.sigstore.fulcio.v2.CA/GetTrustBundle', 'POST', true, undefined],
+        ['/dev.sigstore.fulcio.v2.CA/CreateSigningCertificate', 'POST', true, undefined],
+      ]);
+      // Two HTTP signing APIs and one gRPC.
+      expect(ca.signCount() - signsBefore).toBe(3);
+      expect(
+        await value(metrics, 'mayfly_prober_probe_success', {
+          endpoint: '/dev.sigstore.fulcio.v2.CA/CreateSigningCertificate',
+          method: 'POST',
+        }),
+      ).toBe(1);
+      grpc.running.forceClose();
+      const down = (await p.runOnce()).filter((o) => o.endpoint.startsWith('/dev.sigstore'));
+      expect(down.map((o) => [o.ok, o.reason])).toEqual([
+        [false, 'connection'],
+        [false, 'chain'],
+      ]);
+    } finally {
+      await p.stop();
+      grpc.close();
+    }
+  });
+});
+
 describe('configuration', () => {
   test('reads the environment with defaults, and lists every problem at once', () => {
     const config = loadProberConfig({ MAYFLY_PROBER_URL: 'http://mayfly.example/' });
@@ -268,6 +303,19 @@ describe('configuration', () => {
       problems = (err as ProberConfigError).problems;
     }
     expect(problems).toHaveLength(3);
+    expect(
+      loadProberConfig({
+        MAYFLY_PROBER_URL: 'http://mayfly',
+        MAYFLY_PROBER_GRPC_ADDRESS: 'mayfly:8081',
+        MAYFLY_PROBER_GRPC_TLS: 'true',
+      }),
+    ).toMatchObject({ grpcAddress: 'mayfly:8081', grpcTls: true });
+    expect(() =>
+      loadProberConfig({
+        MAYFLY_PROBER_URL: 'http://mayfly',
+        MAYFLY_PROBER_GRPC_ADDRESS: 'mayfly',
+      }),
+    ).toThrow(/MAYFLY_PROBER_GRPC_ADDRESS: expected host:port/);
   });
 
   test('signs the email claim when the token has one, else sub (as cosign)', () => {

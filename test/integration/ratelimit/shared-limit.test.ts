@@ -45,6 +45,8 @@ function startReplica(env: Record<string, string>): Replica {
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
       MAYFLY_METRICS_PORT: '0',
+      MAYFLY_GRPC_HOST: '127.0.0.1',
+      MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
       ...env,
     },

@@ -85,6 +85,7 @@ describe('Dockerfile', () => {
       ['build', '/src/package.json ./package.json'],
       ['build', '/src/node_modules ./node_modules'],
       ['build', '/src/dist/services ./dist/services'],
+      ['build', '/src/services/common/grpc/proto ./dist/services/common/grpc/proto'],
       ['(context)', 'config ./config'],
     ]);
     // node_modules comes from the build stage after `npm prune --omit=dev`.
@@ -121,11 +122,11 @@ describe('Dockerfile', () => {
     expect(env.NODE_ENV).toBe('production');
   });
 
-  it('exposes the API and metrics ports, which are the configured defaults', () => {
+  it('exposes the API, gRPC and metrics ports, which are the configured defaults', () => {
     const ports = one(runtime, 'EXPOSE').args.split(/\s+/).map(Number);
     const defaults = loadServerConfig({ env: {} });
-    expect(ports).toEqual([defaults.port, defaults.metricsPort]);
-    expect(ports).toEqual([8080, 2112]);
+    expect(ports).toEqual([defaults.port, defaults.grpc.port, defaults.metricsPort]);
+    expect(ports).toEqual([8080, 8081, 2112]);
   });
 
   it('has a health check on /healthz that needs no shell tools', () => {

@@ -319,6 +319,24 @@ describe('loadServerConfig from the environment', () => {
     MAYFLY_REDIS_COMMAND_TIMEOUT_MS: { text: '100', want: 100 },
     MAYFLY_REDIS_CONNECT_TIMEOUT_MS: { text: '2000', want: 2000 },
     MAYFLY_REDIS_KEY_PREFIX: { text: 'test:', want: 'test:' },
+    MAYFLY_GRPC_HOST: { text: '127.0.0.1', want: '127.0.0.1' },
+    MAYFLY_GRPC_PORT: { text: 'off', want: 'off' },
+    MAYFLY_GRPC_MAX_MESSAGE_BYTES: { text: '4194304', want: 4194304 },
+    MAYFLY_GRPC_IDLE_TIMEOUT_MS: { text: '5000', want: 5000 },
+    MAYFLY_GRPC_KEEPALIVE_TIME_MS: { text: '10000', want: 10000 },
+    MAYFLY_GRPC_KEEPALIVE_TIMEOUT_MS: { text: '5000', want: 5000 },
+    MAYFLY_GRPC_MAX_CONCURRENT_STREAMS: { text: '10', want: 10 },
+    MAYFLY_GRPC_TLS_CERT: {
+      text: '/run/tls/tls.crt',
+      want: '/run/tls/tls.crt',
+      also: { MAYFLY_GRPC_TLS_CERT: '/run/old/tls.crt', MAYFLY_GRPC_TLS_KEY: '/run/tls/tls.key' },
+    },
+    MAYFLY_GRPC_TLS_KEY: {
+      text: '/run/tls/tls.key',
+      want: '/run/tls/tls.key',
+      also: { MAYFLY_GRPC_TLS_CERT: '/run/tls/tls.crt', MAYFLY_GRPC_TLS_KEY: '/run/old/tls.key' },
+    },
+    MAYFLY_GRPC_TLS_RELOAD_MS: { text: '0', want: 0 },
   };
 
   it('has a sample for every MAYFLY_* binding (so a new binding gets tested)', () => {
@@ -336,6 +354,19 @@ describe('loadServerConfig from the environment', () => {
       expect(setting(config, path)).toEqual(sample!.want);
     },
   );
+
+  it('reads MAYFLY_GRPC_PORT as a port, 0 or off (default 8081, like Fulcio)', () => {
+    expect(loadServerConfig({ env: {} }).grpc.port).toBe(8081);
+    expect(loadServerConfig({ env: { MAYFLY_GRPC_PORT: '0' } }).grpc.port).toBe(0);
+    expect(loadServerConfig({ env: { MAYFLY_GRPC_PORT: '9091' } }).grpc.port).toBe(9091);
+    expect(() => loadServerConfig({ env: { MAYFLY_GRPC_PORT: 'of' } })).toThrow(/MAYFLY_GRPC_PORT/);
+  });
+
+  it('refuses a gRPC TLS certificate without its key', () => {
+    expect(() => loadServerConfig({ env: { MAYFLY_GRPC_TLS_CERT: '/run/tls/tls.crt' } })).toThrow(
+      /grpc\.tlsKey.*go together/,
+    );
+  });
 
   it('accepts MAYFLY_PORT=0 (any free port)', () => {
     expect(loadServerConfig({ env: { MAYFLY_PORT: '0' } }).port).toBe(0);
