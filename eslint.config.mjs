@@ -24,7 +24,6 @@ const boundaries = {
   issuance: ['http', 'ra', 'identity', 'pop', 'ratelimit'],
   identity: ['http', 'ra', 'pop', 'ratelimit', 'issuance', 'signer'],
   pop: ['http', 'ra', 'identity', 'ratelimit', 'issuance', 'signer'],
-  ratelimit: ['http', 'ra', 'identity', 'pop', 'issuance', 'signer'],
   ra: ['http', 'signer'],
   metrics: ['http', 'ra', 'identity', 'pop', 'ratelimit', 'issuance', 'signer'],
   http: ['signer'],
@@ -49,6 +48,8 @@ const boundaryConfigs = Object.entries(boundaries).map(([from, banned]) => ({
   },
 }));
 
+// The rate limiter lives in services/common/ratelimit (the CA and the TSA both spend through
+// it); the patterns above still keep it out of issuance/, identity/, pop/ and the rest.
 // Code shared by the deployables (services/common) imports none of them; a deployable
 // imports another only over HTTP, never its modules.
 const deployables = ['ca', 'tsa', 'ctlog', 'prober', 'dev-issuer', 'cli'];
