@@ -137,6 +137,16 @@ export class TokenBuilder {
     return encode(info.toSchema());
   }
 
+  /**
+   * pkijs's constructor turns a primitive eContent into a constructed (BER) OCTET STRING;
+   * DER, which sigstore-js and Go's parsers read, wants the primitive one, so it is set after.
+   */
+  private encapsulate(tst: Uint8Array): pkijs.EncapsulatedContentInfo {
+    const info = new pkijs.EncapsulatedContentInfo({ eContentType: OID.tstInfo });
+    info.eContent = new asn1js.OctetString({ valueHex: toArrayBuffer(tst) });
+    return info;
+  }
+
   async respond(req: TimestampRequest, genTime: Date, serial: Uint8Array): Promise<TimestampToken> {
     const time = wholeSeconds(genTime);
     const tst = this.tstInfo(req, time, serial);
@@ -176,10 +186,7 @@ export class TokenBuilder {
     const signedData = new pkijs.SignedData({
       version: 3,
       digestAlgorithms: [this.digestAlgorithm],
-      encapContentInfo: new pkijs.EncapsulatedContentInfo({
-        eContentType: OID.tstInfo,
-        eContent: new asn1js.OctetString({ valueHex: toArrayBuffer(tst) }),
-      }),
+      encapContentInfo: this.encapsulate(tst),
       ...(certificates ? { certificates } : {}),
       signerInfos: [signerInfo],
     });

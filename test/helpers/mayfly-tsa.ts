@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import pino from 'pino';
 import type { Clock } from '../../services/common/clock';
 import { silentLogger, type Logger } from '../../services/common/logger';
@@ -17,8 +17,8 @@ export interface TestTsa {
   readonly certChainDer: Buffer[];
   /** Audit lines written so far (parsed JSON). */
   readonly audit: Record<string, unknown>[];
-  /** Timestamps issued so far, by request encoding (from the TSA's own counter). */
-  issued(): Promise<{ json: number; der: number }>;
+  /** Timestamps answered 201 so far, by request encoding (counted at the HTTP layer). */
+  readonly issued: { json: number; der: number };
   close(): Promise<void>;
 }
 
@@ -44,11 +44,16 @@ export async function startTestTsa(options: TestTsaOptions = {}): Promise<TestTs
     ...(options.signer ? { signer: options.signer } : {}),
     audit: auditLogger,
   });
-  const { server, port }: { server: Server; port: number } = await listen(
-    app.handler,
-    '127.0.0.1',
-    0,
-  );
+  const issued = { json: 0, der: 0 };
+  const counting: RequestListener = (req, res) => {
+    res.on('finish', () => {
+      if (res.statusCode !== 201) return;
+      if (req.headers['content-type']?.startsWith('application/json')) issued.json++;
+      else issued.der++;
+    });
+    app.handler(req, res);
+  };
+  const { server, port }: { server: Server; port: number } = await listen(counting, '127.0.0.1', 0);
   const certChainDer = app.signer.chain.map((d) => Buffer.from(d));
   return {
     url: `http://127.0.0.1:${port}`,
@@ -56,14 +61,7 @@ export async function startTestTsa(options: TestTsaOptions = {}): Promise<TestTs
     certChainDer,
     certChainPem: certChainDer.map((d) => new X509Certificate(d).toString()),
     audit,
-    issued: async () => {
-      const metric = await app.metrics.timestamps.get();
-      const count = (encoding: string) =>
-        metric.values
-          .filter((v) => v.labels.encoding === encoding)
-          .reduce((n, v) => n + v.value, 0);
-      return { json: count('json'), der: count('der') };
-    },
+    issued,
     close: async () => {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -147,6 +147,17 @@ test('the JSON form (what sigstore-js sends) verifies too, with a nonce above 2^
   writeFileSync(reply, res.body);
   verify(reply, ['-data', dataPath]);
   expect(replyText(reply)).toContain(`Nonce: 0x${nonce.toString(16).toUpperCase()}`);
+  // DER, not BER: the TSTInfo sits in a primitive OCTET STRING (pkijs would chunk it into a
+  // constructed one, which sigstore-js misreads).
+  const signed = new pkijs.SignedData({
+    schema: pkijs.TimeStampResp.fromBER(res.body).timeStampToken!.content,
+  });
+  const tst = Buffer.from(signed.encapContentInfo.eContent!.getValue());
+  const at = res.body.indexOf(tst);
+  expect(at).toBeGreaterThan(2);
+  expect(res.body.subarray(at - 4, at)).toEqual(
+    Buffer.from([0x04, 0x82, tst.length >> 8, tst.length & 0xff]),
+  );
 });
 
 test('every token has its own positive serial of at most 160 bits, and one audit line', async () => {
