@@ -85,14 +85,23 @@ export class TsaError extends Error {
 
 /**
  * Errors go-openapi's runtime answers before the handler runs (routing, media type, missing
- * body); it writes them without the JSON producer's trailing newline.
+ * body) go out as `application/json`. The handler's own errors are rendered by the route's
+ * producer, so the reference labels their JSON body `application/timestamp-reply`; clients
+ * read the status, and we send what it sends. Neither has a trailing newline.
  */
 const RUNTIME_ERRORS: ReadonlySet<TsaErrorCode> = new Set([
   'unsupported_media_type',
   'empty_body',
   'not_found',
   'method_not_allowed',
+  'rate_limited',
+  'clock_unsynchronised',
+  'unavailable',
 ]);
+
+export function errorContentType(code: TsaErrorCode): string {
+  return RUNTIME_ERRORS.has(code) ? 'application/json' : 'application/timestamp-reply';
+}
 
 /**
  * The JSON body the reference server sends with an error (go-openapi's models.Error);
@@ -100,6 +109,5 @@ const RUNTIME_ERRORS: ReadonlySet<TsaErrorCode> = new Set([
  */
 export function errorBody(code: TsaErrorCode, message?: string): string {
   const m = TSA_ERROR_TABLE[code];
-  const body = JSON.stringify({ code: m.bodyCode, message: message ?? m.message });
-  return RUNTIME_ERRORS.has(code) ? body : `${body}\n`;
+  return JSON.stringify({ code: m.bodyCode, message: message ?? m.message });
 }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { certificatePem } from '../common/encoding';
 import type { Logger } from '../common/logger';
-import { errorBody, TsaError, type TsaErrorCode } from './errors';
+import { errorBody, errorContentType, TsaError, type TsaErrorCode } from './errors';
 import type { TsaMetrics } from './metrics';
 import { MAX_DER_REQUEST_BYTES } from './request';
 import { encodingOf, type TimestampService } from './service';
@@ -13,7 +13,7 @@ import { encodingOf, type TimestampService } from './service';
  *
  * - `POST /api/v1/timestamp`: 201 `application/timestamp-reply`, the DER TimeStampResp;
  * - `GET /api/v1/timestamp/certchain`: 200 `application/pem-certificate-chain`;
- * - refusals: `application/json` `{"code":…,"message":…}`.
+ * - refusals: `{"code":…,"message":…}`, labelled as the reference labels them (errors.ts).
  *
  * Besides: `/ping` (the reference's heartbeat), `/healthz`, `/readyz`, and, when files are
  * configured, the trusted root and signing config at `/api/v1/trustedRoot` and
@@ -60,7 +60,7 @@ function send(
 
 function sendError(res: ServerResponse, code: TsaErrorCode, message?: string): void {
   const { httpStatus } = new TsaError(code).mapping;
-  send(res, httpStatus, 'application/json', errorBody(code, message));
+  send(res, httpStatus, errorContentType(code), errorBody(code, message));
 }
 
 class BodyTooLarge extends Error {}

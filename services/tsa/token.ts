@@ -69,6 +69,7 @@ export class TokenBuilder {
   private readonly signatureAlgorithm: pkijs.AlgorithmIdentifier;
   private readonly hash: 'sha256' | 'sha384' | 'sha512';
   private readonly accuracy: pkijs.Accuracy | undefined;
+  private readonly tsaName: pkijs.GeneralName;
 
   constructor(
     private readonly signer: CaSigner,
@@ -116,6 +117,7 @@ export class TokenBuilder {
       options.accuracySeconds > 0
         ? new pkijs.Accuracy({ seconds: options.accuracySeconds })
         : undefined;
+    this.tsaName = new pkijs.GeneralName({ type: 4, value: this.leaf.subject });
     // The leaf must still parse the way we read it (a changed pkijs would show here).
     void new X509Certificate(leafDer);
   }
@@ -133,6 +135,8 @@ export class TokenBuilder {
       genTime: wholeSeconds(genTime),
       ...(this.accuracy ? { accuracy: this.accuracy } : {}),
       ...(req.nonce === undefined ? {} : { nonce: asn1js.Integer.fromBigInt(req.nonce) }),
+      // The TSA's name, as the reference writes it: the TSA certificate's subject.
+      tsa: this.tsaName,
     });
     return encode(info.toSchema());
   }

@@ -220,7 +220,11 @@ describe('refusals, as the reference server answers them, change nothing', () =>
     const auditBefore = tsa.audit.length;
     const issuedBefore = { ...tsa.issued };
     const res = await send();
-    expect({ status: res.status, type: res.type }).toEqual({ status, type: 'application/json' });
+    // The reference labels its handler's JSON errors with the route's produced type.
+    expect({ status: res.status, type: res.type }).toEqual({
+      status,
+      type: status === 400 ? 'application/timestamp-reply' : 'application/json',
+    });
     const body = JSON.parse(res.text) as { code: number; message: string };
     expect(body).toEqual({ code: status === 422 ? 602 : status, message });
     expect(tsa.audit.length).toBe(auditBefore);
