@@ -1,17 +1,21 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { toArrayBuffer } from '../common/encoding';
 import type { CaSigner } from '../common/signer/signer';
 import { signatureAlgorithm } from './certificates';
+import { bigintInteger, cmsTime, generalizedTime, TAG, tlv, unsignedInteger } from './der-writer';
 import { HASH_OIDS, type TimestampRequest } from './request';
 
 /**
  * RFC 3161 timestamp tokens with the RFC 5816 update: a TimeStampResp whose token is a CMS
  * SignedData over a TSTInfo, signed by the TSA certificate (issuerAndSerialNumber), with the
  * signed attributes contentType, signingTime, messageDigest and signingCertificateV2
- * (ESSCertIDv2, SHA-256 of the TSA certificate plus its issuer and serial). The signature
- * comes from the signer, which only ever sees the DER of the signed attributes.
+ * (ESSCertIDv2: SHA-256 of the TSA certificate, its issuer and serial). The signer only ever
+ * sees the DER of the signed attributes.
+ *
+ * Every constant part is laid out with pkijs/asn1js once, here in the constructor; per
+ * request the few primitives that change are framed with der-writer.ts (see there why).
  */
 
 const OID = {
@@ -38,38 +42,42 @@ export interface TimestampToken {
   readonly genTime: Date;
 }
 
-function attribute(type: string, value: asn1js.AsnType): pkijs.Attribute {
-  return new pkijs.Attribute({ type, values: [value] });
+function der(schema: { toBER(sizeOnly?: boolean): ArrayBuffer }): Buffer {
+  return Buffer.from(schema.toBER(false));
 }
 
-function encode(schema: { toBER(sizeOnly?: boolean): ArrayBuffer }): Uint8Array {
-  return new Uint8Array(schema.toBER(false));
+function oid(value: string): Buffer {
+  return der(new asn1js.ObjectIdentifier({ value }));
 }
 
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
-}
-
-/**
- * Whole seconds, always: pkijs writes GeneralizedTime fractions minimally ("…52.1Z"), and
- * sigstore-js accepts exactly three fraction digits or none.
- */
+/** Whole seconds, always (sigstore-js accepts no fraction or exactly three digits). */
 export function wholeSeconds(date: Date): Date {
   return new Date(Math.floor(date.getTime() / 1000) * 1000);
 }
 
 export class TokenBuilder {
-  private readonly leaf: pkijs.Certificate;
-  private readonly chainCerts: pkijs.Certificate[];
-  private readonly sid: pkijs.IssuerAndSerialNumber;
-  private readonly signingCertificateV2: pkijs.Attribute;
-  private readonly digestAlgorithm: pkijs.AlgorithmIdentifier;
-  private readonly signatureAlgorithm: pkijs.AlgorithmIdentifier;
   private readonly hash: 'sha256' | 'sha384' | 'sha512';
-  private readonly accuracy: pkijs.Accuracy | undefined;
-  private readonly tsaName: pkijs.GeneralName;
+  private readonly version1 = unsignedInteger(Uint8Array.of(1));
+  private readonly version3 = unsignedInteger(Uint8Array.of(3));
+  /** PKIStatusInfo { granted }. */
+  private readonly granted = tlv(TAG.sequence, unsignedInteger(Uint8Array.of(0)));
+  private readonly policies = new Map<string, Buffer>();
+  private readonly imprintAlgorithms = new Map<string, Buffer>();
+  private readonly accuracy: Buffer | undefined;
+  /** [0] tsa GeneralName: the TSA certificate's subject as a directoryName. */
+  private readonly tsaName: Buffer;
+  private readonly digestAlgorithm: Buffer;
+  private readonly digestAlgorithms: Buffer;
+  private readonly sid: Buffer;
+  private readonly signatureAlgorithm: Buffer;
+  private readonly contentTypeAttr: Buffer;
+  private readonly essAttr: Buffer;
+  private readonly signingTimeType: Buffer;
+  private readonly messageDigestType: Buffer;
+  private readonly tstInfoType: Buffer;
+  private readonly signedDataType: Buffer;
+  /** [0] IMPLICIT CertificateSet for certReq: the TSA certificate, or the whole chain. */
+  private readonly certificates: Buffer;
 
   constructor(
     private readonly signer: CaSigner,
@@ -77,16 +85,29 @@ export class TokenBuilder {
   ) {
     const leafDer = signer.chain[0];
     if (!leafDer) throw new Error('the TSA signer has no certificate');
-    this.chainCerts = signer.chain.map((d) => pkijs.Certificate.fromBER(toArrayBuffer(d)));
-    this.leaf = this.chainCerts[0]!;
-    this.sid = new pkijs.IssuerAndSerialNumber({
-      issuer: this.leaf.issuer,
-      serialNumber: this.leaf.serialNumber,
-    });
     if (signer.hash === null) throw new Error('the TSA key must sign with a hash (EC or RSA)');
     this.hash = signer.hash;
-    this.digestAlgorithm = new pkijs.AlgorithmIdentifier({ algorithmId: HASH_OIDS[this.hash] });
-    this.signatureAlgorithm = signatureAlgorithm(signer.publicKey, signer.hash);
+    const leaf = pkijs.Certificate.fromBER(toArrayBuffer(leafDer));
+    this.tsaName = tlv(
+      TAG.context0,
+      der(new pkijs.GeneralName({ type: 4, value: leaf.subject }).toSchema() as asn1js.Constructed),
+    );
+    const digestAlgorithm = new pkijs.AlgorithmIdentifier({ algorithmId: HASH_OIDS[this.hash] });
+    this.digestAlgorithm = der(digestAlgorithm.toSchema());
+    this.digestAlgorithms = tlv(TAG.set, this.digestAlgorithm);
+    this.sid = der(
+      new pkijs.IssuerAndSerialNumber({
+        issuer: leaf.issuer,
+        serialNumber: leaf.serialNumber,
+      }).toSchema(),
+    );
+    this.signatureAlgorithm = der(signatureAlgorithm(signer.publicKey, signer.hash).toSchema());
+    const attribute = (type: string, value: asn1js.AsnType) =>
+      der(new pkijs.Attribute({ type, values: [value] }).toSchema());
+    this.contentTypeAttr = attribute(
+      OID.contentType,
+      new asn1js.ObjectIdentifier({ value: OID.tstInfo }),
+    );
     // ESSCertIDv2 { certHash (SHA-256, the default, so no hashAlgorithm), issuerSerial }.
     const issuerSerial = new asn1js.Sequence({
       value: [
@@ -94,11 +115,11 @@ export class TokenBuilder {
           value: [
             new asn1js.Constructed({
               idBlock: { tagClass: 3, tagNumber: 4 },
-              value: [this.leaf.issuer.toSchema()],
+              value: [leaf.issuer.toSchema()],
             }),
           ],
         }),
-        this.leaf.serialNumber,
+        leaf.serialNumber,
       ],
     });
     const essCertId = new asn1js.Sequence({
@@ -109,98 +130,96 @@ export class TokenBuilder {
         issuerSerial,
       ],
     });
-    this.signingCertificateV2 = attribute(
+    this.essAttr = attribute(
       OID.signingCertificateV2,
       new asn1js.Sequence({ value: [new asn1js.Sequence({ value: [essCertId] })] }),
     );
+    this.signingTimeType = oid(OID.signingTime);
+    this.messageDigestType = oid(OID.messageDigest);
+    this.tstInfoType = oid(OID.tstInfo);
+    this.signedDataType = oid(OID.signedData);
     this.accuracy =
       options.accuracySeconds > 0
-        ? new pkijs.Accuracy({ seconds: options.accuracySeconds })
+        ? der(new pkijs.Accuracy({ seconds: options.accuracySeconds }).toSchema())
         : undefined;
-    this.tsaName = new pkijs.GeneralName({ type: 4, value: this.leaf.subject });
-    // The leaf must still parse the way we read it (a changed pkijs would show here).
-    void new X509Certificate(leafDer);
+    const certs = options.includeChain ? signer.chain : [leafDer];
+    this.certificates = tlv(TAG.context0, ...certs);
+  }
+
+  private policy(text: string): Buffer {
+    let encoded = this.policies.get(text);
+    if (!encoded) {
+      encoded = oid(text);
+      // Only accepted policies get here (one or a few): the cache stays small.
+      if (this.policies.size < 16) this.policies.set(text, encoded);
+    }
+    return encoded;
+  }
+
+  /** The imprint's AlgorithmIdentifier as the request had it (OID, absent or NULL params). */
+  private imprintAlgorithm(algorithm: pkijs.AlgorithmIdentifier): Buffer {
+    const params = algorithm.algorithmParams as asn1js.AsnType | undefined;
+    const isNull = params instanceof asn1js.Null;
+    if (params !== undefined && !isNull) return der(algorithm.toSchema());
+    const key = `${algorithm.algorithmId}|${isNull ? 'null' : 'none'}`;
+    let encoded = this.imprintAlgorithms.get(key);
+    if (!encoded) {
+      encoded = der(algorithm.toSchema());
+      if (this.imprintAlgorithms.size < 16) this.imprintAlgorithms.set(key, encoded);
+    }
+    return encoded;
   }
 
   /** The TSTInfo DER for a request, at `genTime` (whole seconds), with `serial`. */
-  tstInfo(req: TimestampRequest, genTime: Date, serial: Uint8Array): Uint8Array {
-    const info = new pkijs.TSTInfo({
-      version: 1,
-      policy: req.policy ?? this.options.policy,
-      messageImprint: new pkijs.MessageImprint({
-        hashAlgorithm: req.hashAlgorithm,
-        hashedMessage: new asn1js.OctetString({ valueHex: toArrayBuffer(req.digest) }),
-      }),
-      serialNumber: new asn1js.Integer({ valueHex: toArrayBuffer(serial) }),
-      genTime: wholeSeconds(genTime),
-      ...(this.accuracy ? { accuracy: this.accuracy } : {}),
-      ...(req.nonce === undefined ? {} : { nonce: asn1js.Integer.fromBigInt(req.nonce) }),
-      // The TSA's name, as the reference writes it: the TSA certificate's subject.
-      tsa: this.tsaName,
-    });
-    return encode(info.toSchema());
-  }
-
-  /**
-   * pkijs's constructor turns a primitive eContent into a constructed (BER) OCTET STRING;
-   * DER, which sigstore-js and Go's parsers read, wants the primitive one, so it is set after.
-   */
-  private encapsulate(tst: Uint8Array): pkijs.EncapsulatedContentInfo {
-    const info = new pkijs.EncapsulatedContentInfo({ eContentType: OID.tstInfo });
-    info.eContent = new asn1js.OctetString({ valueHex: toArrayBuffer(tst) });
-    return info;
+  tstInfo(req: TimestampRequest, genTime: Date, serial: Uint8Array): Buffer {
+    const parts: Uint8Array[] = [
+      this.version1,
+      this.policy(req.policy ?? this.options.policy),
+      tlv(TAG.sequence, this.imprintAlgorithm(req.hashAlgorithm), tlv(TAG.octetString, req.digest)),
+      unsignedInteger(serial),
+      generalizedTime(wholeSeconds(genTime)),
+    ];
+    if (this.accuracy) parts.push(this.accuracy);
+    // ordering is DEFAULT FALSE: absent.
+    if (req.nonce !== undefined) parts.push(bigintInteger(req.nonce));
+    parts.push(this.tsaName);
+    return tlv(TAG.sequence, ...parts);
   }
 
   async respond(req: TimestampRequest, genTime: Date, serial: Uint8Array): Promise<TimestampToken> {
     const time = wholeSeconds(genTime);
     const tst = this.tstInfo(req, time, serial);
     const attributes = [
-      attribute(OID.contentType, new asn1js.ObjectIdentifier({ value: OID.tstInfo })),
-      attribute(OID.signingTime, new asn1js.UTCTime({ valueDate: time })),
-      attribute(
-        OID.messageDigest,
-        new asn1js.OctetString({
-          valueHex: toArrayBuffer(createHash(this.hash).update(tst).digest()),
-        }),
+      this.contentTypeAttr,
+      tlv(TAG.sequence, this.signingTimeType, tlv(TAG.set, cmsTime(time))),
+      tlv(
+        TAG.sequence,
+        this.messageDigestType,
+        tlv(TAG.set, tlv(TAG.octetString, createHash(this.hash).update(tst).digest())),
       ),
-      this.signingCertificateV2,
-    ];
-    // DER orders a SET OF by the encodings of its members; the signature covers that SET.
-    const sorted = attributes
-      .map((a) => ({ a, der: encode(a.toSchema()) }))
-      .sort((x, y) => compareBytes(x.der, y.der));
-    const signedAttrsDer = encode(new asn1js.Set({ value: sorted.map((s) => s.a.toSchema()) }));
-    const signature = await this.signer.sign(signedAttrsDer);
-    const signerInfo = new pkijs.SignerInfo({
-      version: 1,
-      sid: this.sid,
-      digestAlgorithm: this.digestAlgorithm,
-      signedAttrs: new pkijs.SignedAndUnsignedAttributes({
-        type: 0,
-        attributes: sorted.map((s) => s.a),
-      }),
-      signatureAlgorithm: this.signatureAlgorithm,
-      signature: new asn1js.OctetString({ valueHex: toArrayBuffer(signature) }),
-    });
-    const certificates = req.certReq
-      ? this.options.includeChain
-        ? this.chainCerts
-        : [this.leaf]
-      : undefined;
-    const signedData = new pkijs.SignedData({
-      version: 3,
-      digestAlgorithms: [this.digestAlgorithm],
-      encapContentInfo: this.encapsulate(tst),
-      ...(certificates ? { certificates } : {}),
-      signerInfos: [signerInfo],
-    });
-    const response = new pkijs.TimeStampResp({
-      status: new pkijs.PKIStatusInfo({ status: pkijs.PKIStatus.granted }),
-      timeStampToken: new pkijs.ContentInfo({
-        contentType: OID.signedData,
-        content: signedData.toSchema(true),
-      }),
-    });
-    return { der: encode(response.toSchema()), genTime: time };
+      this.essAttr,
+    ].sort(Buffer.compare); // DER orders a SET OF by its members' encodings
+    // The signature covers the attributes as a SET; the SignerInfo carries them as [0].
+    const signature = await this.signer.sign(tlv(TAG.set, ...attributes));
+    const signerInfo = tlv(
+      TAG.sequence,
+      this.version1,
+      this.sid,
+      this.digestAlgorithm,
+      tlv(TAG.context0, ...attributes),
+      this.signatureAlgorithm,
+      tlv(TAG.octetString, signature),
+    );
+    const signedData = tlv(
+      TAG.sequence,
+      this.version3,
+      this.digestAlgorithms,
+      // encapContentInfo: the TSTInfo in a primitive OCTET STRING (DER).
+      tlv(TAG.sequence, this.tstInfoType, tlv(TAG.context0, tlv(TAG.octetString, tst))),
+      ...(req.certReq ? [this.certificates] : []),
+      tlv(TAG.set, signerInfo),
+    );
+    const contentInfo = tlv(TAG.sequence, this.signedDataType, tlv(TAG.context0, signedData));
+    return { der: tlv(TAG.sequence, this.granted, contentInfo), genTime: time };
   }
 }
