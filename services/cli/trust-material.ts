@@ -50,8 +50,9 @@ export interface CtLogInput {
 
 export type Chain = readonly Uint8Array[];
 
+/** RFC 3339 as protobuf-specs writes a Timestamp ("…T11:58:08.000Z"). */
 function iso(date: Date): string {
-  return date.toISOString().replace(/\.000Z$/, 'Z');
+  return date.toISOString();
 }
 
 function subjectOf(cert: X509Certificate): { organization: string; commonName: string } {
