@@ -167,7 +167,7 @@ come from one run.
 | what | figure |
 | --- | --- |
 | in-process floor (1 SHA-256 + 1 ECDSA P-256 signature, node:crypto) | ${f(floor)} /s |
-| in-process token (parse JSON, pkijs TSTInfo + SignedData, sign, audit line), no HTTP | ${f(inProcess)} /s (${f(floor / inProcess, 2)} × the floor's cost) |
+| in-process token (parse JSON, TSTInfo + SignedData framed on pkijs-built constants, sign, audit line), no HTTP | ${f(inProcess)} /s (${f(floor / inProcess, 2)} × the floor's cost) |
 | HTTP closed loop, ${CONNECTIONS} connections, ${PEAK_SECONDS} s: peak | ${f(peak.certificatesPerSecond)} timestamps/s wall |
 | same, per core of TSA CPU (timestamps / server CPU-seconds) | ${f(perCore(peak))} /s (${f(floor / perCore(peak), 2)} × the floor's cost) |
 | server CPU per 1,000 timestamps at peak | ${f(peak.cpuSecondsPer1000, 3)} s |
