@@ -70,6 +70,26 @@ const sharedConfigs = [
   },
 ];
 
+// The TSA and the operator commands import no other deployable either (the CLI reaches the
+// CA and the TSA over HTTP, and starts them as processes by path).
+const isolatedDeployables = ['tsa', 'cli'];
+const isolationConfigs = isolatedDeployables.map((self) => ({
+  files: [`services/${self}/**/*.ts`],
+  rules: {
+    '@typescript-eslint/no-restricted-imports': [
+      'error',
+      {
+        patterns: deployables
+          .filter((d) => d !== self)
+          .map((d) => ({
+            group: [`**/services/${d}/*`, `../${d}/*`, `../../${d}/*`],
+            message: `services/${self} must not import services/${d}: deployables talk over HTTP (see ARCHITECTURE.md)`,
+          })),
+      },
+    ],
+  },
+}));
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', '.tools/**'] },
   js.configs.recommended,
@@ -93,5 +113,6 @@ export default tseslint.config(
   },
   ...boundaryConfigs,
   ...sharedConfigs,
+  ...isolationConfigs,
   prettier,
 );
