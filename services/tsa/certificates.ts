@@ -103,11 +103,28 @@ function time(date: Date): pkijs.Time {
   return new pkijs.Time({ type, value: date });
 }
 
-/** A positive serial of at most 20 octets, minimal DER: the first octet is 0x40–0x7f. */
+const SERIAL_BYTES = 20;
+const POOL_SERIALS = 512;
+let pool = Buffer.alloc(0);
+let poolOffset = 0;
+
+/**
+ * A positive serial of 20 octets, minimal DER: the first octet is 0x40–0x7f, so 158 random
+ * bits — unique across replicas without coordination. The bytes come from a CSPRNG page
+ * refilled every 512 serials (one call per serial cost more than the framing of a token);
+ * each serial is copied out, never shared.
+ */
 export function randomSerialBytes(): Uint8Array {
-  const bytes = randomBytes(20);
+  if (poolOffset + SERIAL_BYTES > pool.length) {
+    pool = randomBytes(SERIAL_BYTES * POOL_SERIALS);
+    poolOffset = 0;
+  }
+  const bytes = new Uint8Array(SERIAL_BYTES);
+  bytes.set(pool.subarray(poolOffset, poolOffset + SERIAL_BYTES));
+  pool.fill(0, poolOffset, poolOffset + SERIAL_BYTES);
+  poolOffset += SERIAL_BYTES;
   bytes[0] = (bytes[0]! & 0x3f) | 0x40;
-  return new Uint8Array(bytes);
+  return bytes;
 }
 
 interface CertSpec {
