@@ -10,6 +10,9 @@
 #
 # Build: docker build -t mayfly:0.1.0 .
 # Run:   docker run --read-only --tmpfs /tmp -p 8080:8080 -p 8081:8081 -p 2112:2112 mayfly:0.1.0
+# TSA:   the same image, another command (API 3000, metrics 2113):
+#        docker run --read-only --tmpfs /tmp -p 3000:3000 -p 2113:2113 \
+#          --entrypoint node mayfly:0.1.0 dist/services/tsa/main.js
 #
 # The base is node:20.20.2-bookworm-slim pinned by its manifest-list digest (the Node
 # version CI runs). Update both together.

@@ -17,7 +17,7 @@ import {
 } from './cluster';
 import { drain, onStopSignals } from './lifecycle';
 import { reportToPrimary } from './metrics/cluster';
-import { LimitsFileError } from './ratelimit/limits-file';
+import { LimitsFileError } from '../common/ratelimit/limits-file';
 import { CaLoadError } from '../common/signer/file-signer';
 
 /**

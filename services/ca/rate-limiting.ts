@@ -7,12 +7,16 @@ import type { ServerConfig } from './config/schema';
 import { rateLimitMetrics, type Metrics } from './metrics/metrics';
 import { LIMIT_NAMES, normalizeLimitId } from './ra/rate-limits';
 import type { RateLimiting } from './ra/registration-authority';
-import { RateLimiter } from './ratelimit/limiter';
-import { LimitsReloader } from './ratelimit/limits-file';
-import { MemoryStore } from './ratelimit/memory-store';
-import { createRedisClient, type HostPort, type RedisTopology } from './ratelimit/redis-client';
-import { RedisStore } from './ratelimit/redis-store';
-import type { RateLimitStore } from './ratelimit/store';
+import { RateLimiter } from '../common/ratelimit/limiter';
+import { LimitsReloader } from '../common/ratelimit/limits-file';
+import { MemoryStore } from '../common/ratelimit/memory-store';
+import {
+  createRedisClient,
+  type HostPort,
+  type RedisTopology,
+} from '../common/ratelimit/redis-client';
+import { RedisStore } from '../common/ratelimit/redis-store';
+import type { RateLimitStore } from '../common/ratelimit/store';
 
 /**
  * Part of the composition root (app.ts): turns the rate-limit settings into a limiter, a

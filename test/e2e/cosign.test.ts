@@ -3,7 +3,7 @@
  *
  * `cosign sign-blob` gets an ephemeral certificate over the legacy v1 API
  * (`POST /api/v1/signingCert`, the only one cosign 2.5 speaks), has the signature timestamped by
- * a local RFC 3161 TSA, and writes a protobuf bundle; `cosign verify-blob` checks it against a
+ * mayfly's own RFC 3161 TSA (services/tsa), and writes a protobuf bundle; `cosign verify-blob` checks it against a
  * trusted root made of mayfly's `GET /api/v2/trustBundle` and the TSA chain. No Rekor, no CT log,
  * no TUF, and no traffic beyond 127.0.0.1. See docs/cosign-offline.md.
  *
@@ -20,6 +20,7 @@ import { delimiter, join, resolve } from 'node:path';
 
 import * as pkijs from 'pkijs';
 
+import { run as trustedRootCommand } from '../../services/cli/trusted-root';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import {
   buildTrustedRootJSON,
@@ -27,7 +28,7 @@ import {
   verifyWithSigstoreJs,
   type TrustBundleJSON,
 } from '../helpers/sigstore-js';
-import { startTimestampAuthority, type TimestampAuthority } from '../helpers/timestamp-authority';
+import { startTestTsa, type TestTsa } from '../helpers/mayfly-tsa';
 
 jest.setTimeout(120_000);
 
@@ -218,7 +219,7 @@ function expectFailure(result: CosignResult, pattern: RegExp): void {
 
 let ca: TestCa;
 let otherCa: TestCa;
-let tsa: TimestampAuthority;
+let tsa: TestTsa;
 let trustBundle: TrustBundleJSON;
 
 async function fetchTrustBundle(baseUrl: string): Promise<TrustBundleJSON> {
@@ -265,7 +266,7 @@ beforeAll(async () => {
   tufRoot = join(work, 'tuf');
   await mkdir(home);
   tripwire = await startTripwire();
-  tsa = await startTimestampAuthority();
+  tsa = await startTestTsa();
   ca = await startTestCa();
   otherCa = await startTestCa();
   await ca.listen();
@@ -310,7 +311,19 @@ describe('cosign sign-blob / verify-blob against mayfly', () => {
     blobPath = join(work, 'blob.txt');
     bundlePath = join(work, 'blob.sigstore.json');
     await writeFile(blobPath, BLOB);
-    trustedRootPath = await writeTrustedRoot('trusted_root.json', trustBundle);
+    // The trusted root cosign verifies with is the one `mayfly trusted-root` writes from the
+    // running CA and TSA.
+    trustedRootPath = join(work, 'trusted_root.json');
+    expect(
+      await trustedRootCommand([
+        '--ca-url',
+        ca.url,
+        '--tsa-url',
+        tsa.url,
+        '--out',
+        trustedRootPath,
+      ]),
+    ).toBe(0);
 
     before.v1 = await requestCount(ca, '/api/v1/signingCert', '201');
     before.v2 = await requestCount(ca, '/api/v2/signingCert', '200');
@@ -426,7 +439,7 @@ describe('cosign sign-blob / verify-blob against mayfly', () => {
 
   test('verify-blob refuses a trusted root with another TSA', async () => {
     expectSuccess(signRun);
-    const otherTsa = await startTimestampAuthority();
+    const otherTsa = await startTestTsa();
     try {
       const root = await writeTrustedRoot(
         'other_tsa_trusted_root.json',
@@ -483,7 +496,7 @@ test('cosign 2.x is installed', () => {
 
 test('the TSA signing certificate has the EKU cosign requires: critical, timeStamping only', () => {
   // timestamp-authority's verifier (used by cosign) refuses any other TSA leaf; without this a
-  // change in @sigstore/mock would only show as "threshold not met for verified signed timestamps".
+  // change in mayfly's TSA chain would only show as "threshold not met for verified signed timestamps".
   const [leafDer, rootDer] = tsa.certChainDer;
   const leaf = pkijs.Certificate.fromBER(leafDer!);
   const eku = leaf.extensions?.find((e) => e.extnID === '2.5.29.37');

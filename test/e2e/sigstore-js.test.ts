@@ -17,7 +17,7 @@ import {
   verifyWithSigstoreJs,
   type TrustBundleJSON,
 } from '../helpers/sigstore-js';
-import { startTimestampAuthority, type TimestampAuthority } from '../helpers/timestamp-authority';
+import { startTestTsa, type TestTsa } from '../helpers/mayfly-tsa';
 
 jest.setTimeout(60_000);
 
@@ -27,11 +27,11 @@ const PAYLOAD = Buffer.from('hello mayfly\n');
 let ca: TestCa;
 /** A second, unrelated mayfly instance: its own ephemeral root and intermediate. */
 let otherCa: TestCa;
-let tsa: TimestampAuthority;
+let tsa: TestTsa;
 let trustBundle: TrustBundleJSON;
 
 beforeAll(async () => {
-  tsa = await startTimestampAuthority();
+  tsa = await startTestTsa();
   ca = await startTestCa();
   otherCa = await startTestCa();
   await ca.listen();

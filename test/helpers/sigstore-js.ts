@@ -7,7 +7,7 @@
  * `GET /api/v2/trustBundle` plus the TSA chain, with no tlogs and (unless asked) no ctlogs.
  * See docs/sigstore-js-notes.md for what the libraries send and check.
  */
-import { createHash, createPublicKey } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 
 import { bundleFromJSON, bundleToJSON, type SerializedBundle } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
@@ -20,36 +20,15 @@ import {
 } from '@sigstore/sign';
 import { Verifier, toSignedEntity, toTrustMaterial, type Signer } from '@sigstore/verify';
 
+import { buildTrustedRoot, type TrustedRootJson } from '../../services/cli/trust-material';
+
 /** JSON body of Fulcio's `GET /api/v2/trustBundle`. */
 export interface TrustBundleJSON {
   chains: { certificates: string[] }[];
 }
 
-/**
- * The protobuf-specs JSON encoding of a TrustedRoot, restricted to what we fill in.
- * `rawBytes` is standard base64 of DER.
- */
-export interface TrustedRootJSON {
-  mediaType: string;
-  tlogs: [];
-  ctlogs: TransparencyLogInstanceJSON[];
-  certificateAuthorities: CertificateAuthorityJSON[];
-  timestampAuthorities: CertificateAuthorityJSON[];
-}
-
-interface CertificateAuthorityJSON {
-  subject: { organization: string; commonName: string };
-  uri: string;
-  certChain: { certificates: { rawBytes: string }[] };
-}
-
-interface TransparencyLogInstanceJSON {
-  baseUrl: string;
-  hashAlgorithm: 'SHA2_256';
-  /** keyDetails left unset: the verifier then parses rawBytes as SPKI, whatever the key type. */
-  publicKey: { rawBytes: string };
-  logId: { keyId: string };
-}
+/** The protobuf-specs JSON encoding of a TrustedRoot (as `mayfly trusted-root` writes it). */
+export type TrustedRootJSON = TrustedRootJson;
 
 /** A certificate as PEM text (one or more blocks) or as DER bytes. */
 export type CertificateInput = string | Uint8Array;
@@ -196,9 +175,9 @@ export async function verifyWithSigstoreJs(options: VerifyOptions): Promise<Veri
 }
 
 /**
- * Builds the TrustedRoot JSON (protobuf-specs shape) from mayfly's trust bundle and a TSA chain.
- * No `validFor` ranges are set: the verifier then treats the authorities as valid forever and
- * relies on the certificates' own notBefore/notAfter.
+ * Builds the TrustedRoot JSON (protobuf-specs shape) from mayfly's trust bundle and a TSA chain
+ * with the same code as `mayfly trusted-root` (services/cli/trust-material.ts): each CA and the
+ * TSA valid for their first certificate's validity.
  */
 export function buildTrustedRootJSON(
   trustBundle: TrustBundleJSON,
@@ -206,43 +185,25 @@ export function buildTrustedRootJSON(
   ctLogPublicKeys: readonly (string | Uint8Array)[] = [],
 ): TrustedRootJSON {
   if (trustBundle.chains.length === 0) throw new Error('trust bundle has no chains');
-  const certificateAuthorities = trustBundle.chains.map((chain, i) => {
+  const caChains = trustBundle.chains.map((chain, i) => {
     const ders = chain.certificates.flatMap((c) => toDerList(c));
     if (ders.length === 0) throw new Error(`trust bundle chain ${i} has no certificates`);
-    return authority(ders, `mayfly-ca-${i}`);
+    return ders.map((d) => new Uint8Array(d));
   });
-  const tsaDers = tsaChain.flatMap((c) => toDerList(c));
-  // The verifier takes certChain[0] as the TSA signing certificate and needs the rest to reach a
-  // trusted root; a lone self-signed signing certificate would not do.
-  if (tsaDers.length < 2) throw new Error('TSA chain needs the signing certificate and its root');
-  return {
-    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [],
-    ctlogs: ctLogPublicKeys.map(ctLog),
-    certificateAuthorities,
-    timestampAuthorities: [authority(tsaDers, 'mock-tsa')],
-  };
-}
-
-function authority(ders: Buffer[], commonName: string): CertificateAuthorityJSON {
-  return {
-    subject: { organization: 'mayfly-test', commonName },
-    uri: '',
-    certChain: { certificates: ders.map((der) => ({ rawBytes: der.toString('base64') })) },
-  };
-}
-
-function ctLog(key: string | Uint8Array): TransparencyLogInstanceJSON {
-  const spki = createPublicKey(
-    typeof key === 'string' ? key : { key: Buffer.from(key), format: 'der', type: 'spki' },
-  ).export({ format: 'der', type: 'spki' });
-  return {
-    baseUrl: '',
-    hashAlgorithm: 'SHA2_256',
-    publicKey: { rawBytes: spki.toString('base64') },
-    // RFC 6962 §3.2: the log ID is SHA-256 of the DER SubjectPublicKeyInfo; SCTs are matched on it.
-    logId: { keyId: createHash('sha256').update(spki).digest('base64') },
-  };
+  const tsaDers = tsaChain.flatMap((c) => toDerList(c)).map((d) => new Uint8Array(d));
+  return buildTrustedRoot({
+    caChains,
+    tsaChains: [tsaDers],
+    ctLogs: ctLogPublicKeys.map((key) => ({
+      baseUrl: '',
+      publicKeyPem: createPublicKey(
+        typeof key === 'string' ? key : { key: Buffer.from(key), format: 'der', type: 'spki' },
+      )
+        .export({ format: 'pem', type: 'spki' })
+        .toString(),
+      validFrom: new Date(0),
+    })),
+  });
 }
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g;

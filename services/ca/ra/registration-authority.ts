@@ -13,8 +13,12 @@ import type { AlgorithmPolicy } from '../pop/algorithms';
 import { verifyCsr } from '../pop/csr';
 import { verifyProof } from '../pop/proof';
 import { importPublicKey, type SubjectPublicKey } from '../pop/public-key';
-import type { LimitTable, Transaction } from '../ratelimit/limits';
-import { RateLimitUnavailableError, retryAfterSeconds, type Decision } from '../ratelimit/limiter';
+import type { LimitTable, Transaction } from '../../common/ratelimit/limits';
+import {
+  RateLimitUnavailableError,
+  retryAfterSeconds,
+  type Decision,
+} from '../../common/ratelimit/limiter';
 import { LIMIT, clientId, identityId } from './rate-limits';
 
 /**

@@ -51,6 +51,11 @@ beforeAll(async () => {
   writeFileSync(join(secrets, 'ca/next-chain.pem'), '');
   writeFileSync(join(secrets, 'ca/previous-chain.pem'), '');
   writeFileSync(join(secrets, 'redis-password'), 'test-redis-password');
+  // The TSA's Secret: any PEM will do for rendering (the TSA checks its chain at start).
+  mkdirSync(join(secrets, 'tsa'), { recursive: true });
+  writeFileSync(join(secrets, 'tsa/chain.pem'), ca.chainPem);
+  writeFileSync(join(secrets, 'tsa/key.pem'), ca.keyPem);
+  writeFileSync(join(secrets, 'tsa/key-password'), 'test password\n');
   for (const [name, namespace] of [
     ['base', undefined],
     ['overlays/dev', 'mayfly-dev'],
@@ -522,3 +527,53 @@ function serverConfigOf(objects: K8sObject[]): ServerConfig {
     if (e.value !== undefined && e.name !== 'MAYFLY_CONFIG') env[e.name] = e.value;
   return loadServerConfig({ configPath: file, env });
 }
+
+describe('the timestamp authority (k8s/base/tsa)', () => {
+  type Container = {
+    command?: string[];
+    env?: { name: string; value?: string }[];
+    volumeMounts?: { name: string; mountPath: string }[];
+  };
+  const tsa = (name: string) => {
+    const d = find(rendering(name).objects, 'Deployment', 'mayfly-tsa')!;
+    const spec = d.spec as {
+      replicas: number;
+      template: {
+        spec: {
+          containers: Container[];
+          volumes?: { name: string; secret?: { secretName: string } }[];
+        };
+      };
+    };
+    const c = spec.template.spec.containers[0]!;
+    const env = new Map((c.env ?? []).map((e) => [e.name, e.value]));
+    return { spec, c, env };
+  };
+
+  it('production: the same image started as the TSA, a file key from the Secret, NTP checked', () => {
+    const { spec, c, env } = tsa('overlays/production');
+    expect(c.command).toEqual(['node', 'dist/services/tsa/main.js']);
+    expect(spec.replicas).toBeGreaterThanOrEqual(2);
+    expect(env.get('MAYFLY_TSA_SIGNER')).toBe('file');
+    expect(env.get('MAYFLY_TSA_NTP_SERVER')).toBeTruthy();
+    const mount = c.volumeMounts!.find((m) => env.get('MAYFLY_TSA_CERT')!.startsWith(m.mountPath))!;
+    const volume = spec.template.spec.volumes!.find((v) => v.name === mount.name)!;
+    const secret = find(
+      rendering('overlays/production').objects,
+      'Secret',
+      volume.secret!.secretName,
+    )!;
+    for (const setting of ['MAYFLY_TSA_CERT', 'MAYFLY_TSA_KEY', 'MAYFLY_TSA_KEY_PASSWORD_FILE']) {
+      const file = env.get(setting)!.slice(mount.mountPath.length + 1);
+      expect(Object.keys(secret.data as object)).toContain(file);
+    }
+  });
+
+  it('dev: one replica with an ephemeral key, no Secret', () => {
+    const { spec, env } = tsa('overlays/dev');
+    expect(spec.replicas).toBe(1);
+    expect(env.get('MAYFLY_TSA_SIGNER')).toBe('ephemeral');
+    expect(env.has('MAYFLY_TSA_CERT')).toBe(false);
+    expect(spec.template.spec.volumes!.some((v) => v.secret)).toBe(false);
+  });
+});

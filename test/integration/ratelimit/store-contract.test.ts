@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { ManualClock } from '../../../services/common/clock';
-import { gcraParams, type Limit } from '../../../services/ca/ratelimit/gcra';
-import { MemoryStore } from '../../../services/ca/ratelimit/memory-store';
-import { RedisStore } from '../../../services/ca/ratelimit/redis-store';
-import type { BucketOutcome, RateLimitStore } from '../../../services/ca/ratelimit/store';
+import { gcraParams, type Limit } from '../../../services/common/ratelimit/gcra';
+import { MemoryStore } from '../../../services/common/ratelimit/memory-store';
+import { RedisStore } from '../../../services/common/ratelimit/redis-store';
+import type { BucketOutcome, RateLimitStore } from '../../../services/common/ratelimit/store';
 import {
   startCluster,
   startRedis,

@@ -3,7 +3,7 @@ import {
   gcraParams,
   gcraRefund,
   gcraSpend,
-} from '../../../../services/ca/ratelimit/gcra';
+} from '../../../../services/common/ratelimit/gcra';
 
 /**
  * The reference GCRA beyond the store contract (test/integration/ratelimit/store-contract):

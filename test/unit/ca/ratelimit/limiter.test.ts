@@ -7,14 +7,14 @@ import {
   shareOf,
   type FailurePolicy,
   type RateLimitMetrics,
-} from '../../../../services/ca/ratelimit/limiter';
-import { LimitTable, resolveLimit } from '../../../../services/ca/ratelimit/limits';
-import { MemoryStore } from '../../../../services/ca/ratelimit/memory-store';
+} from '../../../../services/common/ratelimit/limiter';
+import { LimitTable, resolveLimit } from '../../../../services/common/ratelimit/limits';
+import { MemoryStore } from '../../../../services/common/ratelimit/memory-store';
 import type {
   BucketOutcome,
   BucketSpend,
   RateLimitStore,
-} from '../../../../services/ca/ratelimit/store';
+} from '../../../../services/common/ratelimit/store';
 
 /**
  * The limiter's own decisions: the strictest of several buckets, and what happens when

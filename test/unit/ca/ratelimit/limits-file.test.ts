@@ -10,8 +10,8 @@ import {
   loadLimitsFile,
   parseDuration,
   parseLimits,
-} from '../../../../services/ca/ratelimit/limits-file';
-import { bucketKey } from '../../../../services/ca/ratelimit/limits';
+} from '../../../../services/common/ratelimit/limits-file';
+import { bucketKey } from '../../../../services/common/ratelimit/limits';
 
 const options = { knownLimits: LIMIT_NAMES, normalizeId: normalizeLimitId };
 const parse = (text: string) => parseLimits(text, 'test.yaml', options);

@@ -1,6 +1,6 @@
-import type { Clock } from '../../common/clock';
-import type { Logger } from '../../common/logger';
-import { withTimeout } from '../../common/timeout';
+import type { Clock } from '../clock';
+import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import { gcraParams, type GcraParams, type Limit } from './gcra';
 import type { ResolvedLimit, Transaction } from './limits';
 import type { MemoryStore } from './memory-store';

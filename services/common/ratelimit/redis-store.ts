@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import type { Clock } from '../../common/clock';
+import type { Clock } from '../clock';
 import type { BucketOutcome, BucketSpend, RateLimitStore } from './store';
 
 /**

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
-import type { Logger } from '../../common/logger';
+import type { Logger } from '../logger';
 import { InvalidLimitError, type Limit } from './gcra';
 import { LimitTable, resolveLimit, type ResolvedLimit } from './limits';
 

@@ -1,6 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { Logger } from '../../common/logger';
+import type { Logger } from '../logger';
 
 /**
  * An ioredis client for the limiter, in one of three topologies, set up so that a Redis

@@ -1,4 +1,4 @@
-import type { Clock } from '../../common/clock';
+import type { Clock } from '../clock';
 import { gcraSpend } from './gcra';
 import type { BucketOutcome, BucketSpend, RateLimitStore } from './store';
 
