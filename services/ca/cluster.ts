@@ -123,7 +123,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger): Promise<
       void Promise.race([Promise.all(exits), timeout])
         .then(() => {
           for (const worker of workers()) worker.process.kill('SIGKILL');
-          return closeServer(metricsServer, 1000);
+          return closeServer(metricsServer, 1000, 0);
         })
         .then(() => {
           const clean = codes.length === exits.length && codes.every((c) => c === 0);

@@ -1,12 +1,17 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Server as NetServer, type Socket } from 'node:net';
 import type { Logger } from '../common/logger';
 
 /**
  * Graceful stop of one serving process. On the first SIGTERM (or SIGINT) the process
- * reports not-ready, keeps serving for `delayMs` (so load balancers that poll readiness move
- * away), then stops accepting connections, lets in-flight requests finish for up to
- * `graceMs`, releases what it holds (Redis, file watchers) and exits 0. A second signal
- * exits at once with status 1.
+ * reports not-ready and from then on answers every request with `Connection: close`, keeps
+ * serving for `delayMs` (so load balancers that poll readiness move away), then stops
+ * accepting connections, lets in-flight requests finish for up to `graceMs`, releases what
+ * it holds (Redis, file watchers) and exits 0. A second signal exits at once with status 1.
+ *
+ * No request that reached the process is dropped: a keep-alive connection is closed by the
+ * server only after an answer that said so, or once it has been idle for `idleMs` (so no
+ * request can be on its way on it), or when the grace period is over.
  */
 
 export interface CloseResult {
@@ -15,27 +20,189 @@ export interface CloseResult {
 }
 
 /**
- * Stops accepting, then waits for open connections to finish. Idle keep-alive connections
- * are closed at once and again every 100 ms (a connection becomes idle when its last
- * request is answered); after `graceMs` whatever is left is cut.
+ * How long a keep-alive connection must have been idle (no request open, no byte received)
+ * before a draining server closes it. HTTP/1.1 has no way to tell a client "do not send on
+ * this connection" other than the `Connection: close` of an answer, so closing an idle
+ * connection races with a request the client may be writing at that moment: a client that
+ * loops sends its next request within milliseconds of the last answer, and a POST cut that
+ * way is not retried (Go's net/http, nginx). A connection silent for this long is one the
+ * client is not using; its next request (if any) would be a fresh pick from its pool.
  */
-export function closeServer(server: Server, graceMs: number): Promise<CloseResult> {
+export const DRAIN_IDLE_MS = 2000;
+
+interface Tracked {
+  /** Requests whose headers were read and whose answer has not finished yet. */
+  open: number;
+  /** socket.bytesRead when last looked at, and when it last changed (or an answer ended). */
+  bytesRead: number;
+  activeAt: number;
+  /** Answers open on this connection (those not started yet get Connection: close). */
+  readonly pending: Set<ServerResponse>;
+}
+
+/**
+ * The connections of one HTTP server, as its drain needs them: which are idle and for how
+ * long, judged from what was received (socket.bytesRead, which counts bytes of a request
+ * whose headers are not complete yet) as well as from open requests.
+ *
+ * Node's own `server.close()` (and `closeIdleConnections()`) destroys every connection
+ * that is between requests at that instant, including one whose next request is already
+ * on its way: that is the cut this class exists to avoid. So the listener is closed with
+ * net.Server's close (stop accepting, nothing more), answers carry `Connection: close`,
+ * and only connections idle for `idleMs` are closed.
+ */
+export class ServerDrain {
+  private readonly connections = new Map<Socket, Tracked>();
+  private draining = false;
+  /** Connections this drain closed because they were idle. */
+  closedIdle = 0;
+
+  constructor(
+    private readonly server: Server,
+    private readonly now: () => number = Date.now,
+  ) {
+    server.on('connection', (socket: Socket) => this.track(socket));
+    // First of the 'request' listeners, so that it runs before any handler answers.
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (this.draining) res.shouldKeepAlive = false;
+      const tracked = this.track(req.socket as Socket);
+      tracked.open++;
+      tracked.pending.add(res);
+      res.once('close', () => {
+        tracked.open--;
+        tracked.pending.delete(res);
+        tracked.activeAt = this.now();
+      });
+    });
+  }
+
+  private track(socket: Socket): Tracked {
+    let tracked = this.connections.get(socket);
+    if (!tracked) {
+      tracked = { open: 0, bytesRead: socket.bytesRead, activeAt: this.now(), pending: new Set() };
+      this.connections.set(socket, tracked);
+      socket.once('close', () => this.connections.delete(socket));
+    }
+    return tracked;
+  }
+
+  /** Open connections (accepted and not yet closed). */
+  get size(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * From now on every answer carries `Connection: close` (answers already being written
+   * keep what they started with; their client gets the close on its next request).
+   */
+  startDraining(): void {
+    this.draining = true;
+    for (const tracked of this.connections.values())
+      for (const res of tracked.pending) if (!res.headersSent) res.shouldKeepAlive = false;
+  }
+
+  /**
+   * Closes the connections that have been idle for at least `idleMs`. The decision is taken
+   * after an I/O poll (setImmediate), so bytes that reached the process while it was busy
+   * are counted before a connection is judged silent.
+   */
+  closeIdle(idleMs: number): Promise<number> {
+    const now = this.now();
+    const candidates: Socket[] = [];
+    for (const [socket, tracked] of this.connections) {
+      if (socket.bytesRead !== tracked.bytesRead) {
+        tracked.bytesRead = socket.bytesRead;
+        tracked.activeAt = now;
+      }
+      if (tracked.open === 0 && now - tracked.activeAt >= idleMs) candidates.push(socket);
+    }
+    if (candidates.length === 0) return Promise.resolve(0);
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        let closed = 0;
+        for (const socket of candidates) {
+          const tracked = this.connections.get(socket);
+          if (!tracked || tracked.open > 0 || socket.bytesRead !== tracked.bytesRead) continue;
+          socket.destroy();
+          closed++;
+          this.closedIdle++;
+        }
+        resolve(closed);
+      }),
+    );
+  }
+
+  /** Stops accepting connections; resolves once every open connection has closed. */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => {
+      // net.Server's close, not http.Server's: the latter also destroys idle connections.
+      NetServer.prototype.close.call(this.server, () => resolve());
+    });
+  }
+
+  /** Cuts every connection still open (the grace period is over). */
+  closeAll(): void {
+    for (const socket of this.connections.keys()) socket.destroy();
+  }
+}
+
+const drains = new WeakMap<Server, ServerDrain>();
+
+/**
+ * The drain bookkeeping of a server; call it right after creating the server, so that it
+ * sees every connection (a connection accepted before it is tracked from its next request).
+ */
+export function drainable(server: Server): ServerDrain {
+  let drain = drains.get(server);
+  if (!drain) {
+    drain = new ServerDrain(server);
+    drains.set(server, drain);
+  }
+  return drain;
+}
+
+/**
+ * Closes, every `idleMs / 4` (at most every 100 ms), the connections idle for `idleMs`;
+ * returns the function that stops it.
+ */
+export function sweepIdle(drain: ServerDrain, idleMs: number): () => void {
+  const sweep = setInterval(
+    () => void drain.closeIdle(idleMs),
+    Math.max(10, Math.min(100, idleMs / 4)),
+  );
+  return () => clearInterval(sweep);
+}
+
+/**
+ * Stops accepting, then waits for open connections to finish: every answer from now on
+ * carries `Connection: close`, a connection idle for `idleMs` (DRAIN_IDLE_MS by default) is
+ * closed, and after `graceMs` whatever is left is cut.
+ */
+export function closeServer(
+  server: Server,
+  graceMs: number,
+  idleMs: number = DRAIN_IDLE_MS,
+): Promise<CloseResult> {
+  const drain = drainable(server);
+  drain.startDraining();
   return new Promise((resolve) => {
     let done = false;
     const finish = (forced: boolean) => {
       if (done) return;
       done = true;
-      clearInterval(sweep);
+      stopSweep();
       clearTimeout(timer);
+      // (http.Server's request-timeout timer is left running: it holds no connection and does
+      // not keep the process alive.)
       resolve({ forced });
     };
     const timer = setTimeout(() => {
-      server.closeAllConnections();
+      drain.closeAll();
       finish(true);
     }, graceMs);
-    const sweep = setInterval(() => server.closeIdleConnections(), 100);
-    server.close(() => finish(false));
-    server.closeIdleConnections();
+    const stopSweep = sweepIdle(drain, idleMs);
+    void drain.closeIdle(idleMs);
+    void drain.stopAccepting().then(() => finish(false));
   });
 }
 
@@ -44,6 +211,8 @@ export interface DrainPlan {
   /** Keep serving, reporting not-ready, this long before closing the listeners. */
   readonly delayMs: number;
   readonly graceMs: number;
+  /** A keep-alive connection idle this long is closed (DRAIN_IDLE_MS by default). */
+  readonly idleMs?: number;
   setReady(ready: boolean): void;
   /** The API listener(s): closed after the delay, with the grace period. */
   readonly servers: readonly Server[];
@@ -55,24 +224,44 @@ export interface DrainPlan {
 
 export async function drain(plan: DrainPlan): Promise<CloseResult> {
   const started = Date.now();
+  const idleMs = plan.idleMs ?? DRAIN_IDLE_MS;
   plan.setReady(false);
-  plan.logger.info({ delayMs: plan.delayMs, graceMs: plan.graceMs }, 'draining: not ready');
-  if (plan.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, plan.delayMs));
-  plan.logger.info('draining: no longer accepting connections');
-  const results = await Promise.all(plan.servers.map((s) => closeServer(s, plan.graceMs)));
+  // From the signal on, every answer closes its connection, and connections left idle are
+  // closed, so clients move on by themselves (to another replica, once readiness has told
+  // the load balancer) while this one still accepts.
+  const drains = plan.servers.map(drainable);
+  for (const d of drains) d.startDraining();
+  plan.logger.info({ delayMs: plan.delayMs, graceMs: plan.graceMs, idleMs }, 'draining: not ready');
+  if (plan.delayMs > 0) {
+    const stops = drains.map((d) => sweepIdle(d, idleMs));
+    await new Promise((resolve) => setTimeout(resolve, plan.delayMs));
+    for (const stop of stops) stop();
+  }
+  plan.logger.info(
+    { connections: drains.reduce((n, d) => n + d.size, 0) },
+    'draining: no longer accepting connections',
+  );
+  const results = await Promise.all(plan.servers.map((s) => closeServer(s, plan.graceMs, idleMs)));
   const forced = results.some((r) => r.forced);
   if (forced)
     plan.logger.warn(
       { graceMs: plan.graceMs },
       'grace period over: connections still open were closed',
     );
-  await Promise.all((plan.lateServers ?? []).map((s) => closeServer(s, 1000)));
+  await Promise.all((plan.lateServers ?? []).map((s) => closeServer(s, 1000, 0)));
   try {
     await plan.close();
   } catch (err) {
     plan.logger.warn({ err: (err as Error).message }, 'error while releasing resources');
   }
-  plan.logger.info({ forced, drainMs: Date.now() - started }, 'stopped');
+  plan.logger.info(
+    {
+      forced,
+      closedIdle: drains.reduce((n, d) => n + d.closedIdle, 0),
+      drainMs: Date.now() - started,
+    },
+    'stopped',
+  );
   return { forced };
 }
 

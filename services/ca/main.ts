@@ -15,7 +15,7 @@ import {
   runPrimary,
   workerCount,
 } from './cluster';
-import { drain, onStopSignals } from './lifecycle';
+import { drain, drainable, onStopSignals } from './lifecycle';
 import { reportToPrimary } from './metrics/cluster';
 import { LimitsFileError } from './ratelimit/limits-file';
 import { CaLoadError } from '../common/signer/file-signer';
@@ -113,6 +113,8 @@ async function main(): Promise<void> {
   api.server.requestTimeout = 60_000;
   api.server.headersTimeout = 20_000;
   api.server.keepAliveTimeout = 30_000;
+  // Tracks the API's connections from the first one, for a drain that cuts no request.
+  drainable(api.server);
   // In a cluster the primary serves the workers' aggregated metrics.
   const metrics = inWorker
     ? undefined
@@ -143,6 +145,7 @@ async function main(): Promise<void> {
         logger,
         delayMs: config.shutdownDelayMs,
         graceMs: config.shutdownGraceMs,
+        idleMs: config.shutdownIdleMs,
         setReady: (ready) => running.setReady(ready),
         servers: [api.server],
         lateServers: metrics ? [metrics.server] : [],

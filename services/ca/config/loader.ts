@@ -57,6 +57,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_CA_SIGN_TIMEOUT_MS', path: ['ca', 'signTimeoutMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
+  { env: 'MAYFLY_SHUTDOWN_IDLE_MS', path: ['shutdownIdleMs'], kind: 'int' },
   { env: 'MAYFLY_WORKERS', path: ['workers'], kind: 'int' },
   { env: 'MAYFLY_DEV_ISSUER', path: ['devIssuer', 'enabled'], kind: 'bool' },
   { env: 'MAYFLY_DEV_ISSUER_PORT', path: ['devIssuer', 'port'], kind: 'int' },
