@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from '../common/logger';
 import type { ServerConfig } from './config/schema';
 import { createEphemeralCaForWorkers } from './app';
-import { closeServer, onStopSignals } from './lifecycle';
+import { closeServer, drainable, onStopSignals } from './lifecycle';
 import { createClusterMetricsServer } from './metrics/cluster';
 
 /**
@@ -64,6 +64,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger): Promise<
   const count = workerCount(config);
   const ca = config.ca.type === 'file' ? null : await createEphemeralCaForWorkers();
   const metricsServer = createClusterMetricsServer();
+  drainable(metricsServer);
   const metricsPort = await listenOn(metricsServer, config.metricsHost, config.metricsPort);
   let stopping = false;
   let announced = false;

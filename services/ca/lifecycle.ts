@@ -143,6 +143,7 @@ export class ServerDrain {
   /** Cuts every connection still open (the grace period is over). */
   closeAll(): void {
     for (const socket of this.connections.keys()) socket.destroy();
+    this.server.closeAllConnections();
   }
 }
 

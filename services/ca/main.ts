@@ -119,6 +119,7 @@ async function main(): Promise<void> {
   const metrics = inWorker
     ? undefined
     : await listen(app.metricsApp, config.metricsHost, config.metricsPort);
+  if (metrics) drainable(metrics.server);
   if (inWorker) reportToPrimary(app.metrics.registry);
   logger.info(
     { host: config.host, port: api.port, metricsPort: metrics?.port, ca: config.ca.type },
