@@ -31,25 +31,28 @@ export interface CloseResult {
 export const DRAIN_IDLE_MS = 2000;
 
 interface Tracked {
-  /** Requests whose headers were read and whose answer has not finished yet. */
-  open: number;
-  /** socket.bytesRead when last looked at, and when it last changed (or an answer ended). */
+  /** socket.bytesRead when last looked at, and when it last changed (or a request was open). */
   bytesRead: number;
   activeAt: number;
-  /** Answers open on this connection (those not started yet get Connection: close). */
-  readonly pending: Set<ServerResponse>;
+  /** The connection's latest answer: while it is not finished, a request is open. */
+  latest?: ServerResponse;
 }
+
+const busy = (tracked: Tracked) => !!tracked.latest && !tracked.latest.writableFinished;
 
 /**
  * The connections of one HTTP server, as its drain needs them: which are idle and for how
  * long, judged from what was received (socket.bytesRead, which counts bytes of a request
- * whose headers are not complete yet) as well as from open requests.
+ * whose headers are not complete yet) as well as from the answer in progress.
  *
  * Node's own `server.close()` (and `closeIdleConnections()`) destroys every connection
  * that is between requests at that instant, including one whose next request is already
  * on its way: that is the cut this class exists to avoid. So the listener is closed with
  * net.Server's close (stop accepting, nothing more), answers carry `Connection: close`,
  * and only connections idle for `idleMs` are closed.
+ *
+ * While nobody drains, a request costs one map lookup (bench/drain-overhead.ts); the
+ * looking happens in the drain's sweeps.
  */
 export class ServerDrain {
   private readonly connections = new Map<Socket, Tracked>();
@@ -65,24 +68,15 @@ export class ServerDrain {
     // First of the 'request' listeners, so that it runs before any handler answers.
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
       if (this.draining) res.shouldKeepAlive = false;
-      const tracked = this.track(req.socket as Socket);
-      tracked.open++;
-      tracked.pending.add(res);
-      res.once('close', () => {
-        tracked.open--;
-        tracked.pending.delete(res);
-        tracked.activeAt = this.now();
-      });
+      const socket = req.socket as Socket;
+      (this.connections.get(socket) ?? this.track(socket)).latest = res;
     });
   }
 
   private track(socket: Socket): Tracked {
-    let tracked = this.connections.get(socket);
-    if (!tracked) {
-      tracked = { open: 0, bytesRead: socket.bytesRead, activeAt: this.now(), pending: new Set() };
-      this.connections.set(socket, tracked);
-      socket.once('close', () => this.connections.delete(socket));
-    }
+    const tracked: Tracked = { bytesRead: socket.bytesRead, activeAt: this.now() };
+    this.connections.set(socket, tracked);
+    socket.once('close', () => this.connections.delete(socket));
     return tracked;
   }
 
@@ -92,29 +86,32 @@ export class ServerDrain {
   }
 
   /**
-   * From now on every answer carries `Connection: close` (answers already being written
-   * keep what they started with; their client gets the close on its next request).
+   * From now on every answer carries `Connection: close` (an answer already being written
+   * keeps what it started with; its client gets the close on its next request).
    */
   startDraining(): void {
     this.draining = true;
-    for (const tracked of this.connections.values())
-      for (const res of tracked.pending) if (!res.headersSent) res.shouldKeepAlive = false;
+    for (const { latest } of this.connections.values())
+      if (latest && !latest.headersSent) latest.shouldKeepAlive = false;
   }
 
   /**
-   * Closes the connections that have been idle for at least `idleMs`. The decision is taken
-   * after an I/O poll (setImmediate), so bytes that reached the process while it was busy
-   * are counted before a connection is judged silent.
+   * Closes the connections that have been idle (no answer in progress, no byte received) for
+   * at least `idleMs`, as seen by the calls to this method, which should come every
+   * `everyMs`. The decision is taken after an I/O poll (setImmediate), so bytes that reached
+   * the process while it was busy are counted before a connection is judged silent.
    */
-  closeIdle(idleMs: number): Promise<number> {
+  closeIdle(idleMs: number, everyMs = 0): Promise<number> {
     const now = this.now();
     const candidates: Socket[] = [];
     for (const [socket, tracked] of this.connections) {
-      if (socket.bytesRead !== tracked.bytesRead) {
+      if (busy(tracked) || socket.bytesRead !== tracked.bytesRead) {
         tracked.bytesRead = socket.bytesRead;
         tracked.activeAt = now;
+      } else if (now - tracked.activeAt >= idleMs + everyMs) {
+        // (+ everyMs: the answer may have ended just after the last look found it busy.)
+        candidates.push(socket);
       }
-      if (tracked.open === 0 && now - tracked.activeAt >= idleMs) candidates.push(socket);
     }
     if (candidates.length === 0) return Promise.resolve(0);
     return new Promise((resolve) =>
@@ -122,7 +119,7 @@ export class ServerDrain {
         let closed = 0;
         for (const socket of candidates) {
           const tracked = this.connections.get(socket);
-          if (!tracked || tracked.open > 0 || socket.bytesRead !== tracked.bytesRead) continue;
+          if (!tracked || busy(tracked) || socket.bytesRead !== tracked.bytesRead) continue;
           socket.destroy();
           closed++;
           this.closedIdle++;
@@ -167,10 +164,8 @@ export function drainable(server: Server): ServerDrain {
  * returns the function that stops it.
  */
 export function sweepIdle(drain: ServerDrain, idleMs: number): () => void {
-  const sweep = setInterval(
-    () => void drain.closeIdle(idleMs),
-    Math.max(10, Math.min(100, idleMs / 4)),
-  );
+  const everyMs = Math.max(10, Math.min(100, idleMs / 4));
+  const sweep = setInterval(() => void drain.closeIdle(idleMs, everyMs), everyMs);
   return () => clearInterval(sweep);
 }
 
