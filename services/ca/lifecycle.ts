@@ -31,7 +31,10 @@ export interface CloseResult {
 export const DRAIN_IDLE_MS = 2000;
 
 interface Tracked {
-  /** socket.bytesRead when last looked at, and when it last changed (or a request was open). */
+  /**
+   * socket.bytesRead when last looked at (-1: never; the first look counts as activity),
+   * and when it last changed or an answer was seen in progress.
+   */
   bytesRead: number;
   activeAt: number;
   /** The connection's latest answer: while it is not finished, a request is open. */
@@ -74,7 +77,7 @@ export class ServerDrain {
   }
 
   private track(socket: Socket): Tracked {
-    const tracked: Tracked = { bytesRead: socket.bytesRead, activeAt: this.now() };
+    const tracked: Tracked = { bytesRead: -1, activeAt: this.now() };
     this.connections.set(socket, tracked);
     socket.once('close', () => this.connections.delete(socket));
     return tracked;
@@ -163,8 +166,10 @@ export function drainable(server: Server): ServerDrain {
  * Closes, every `idleMs / 4` (at most every 100 ms), the connections idle for `idleMs`;
  * returns the function that stops it.
  */
+const sweepEvery = (idleMs: number) => Math.max(10, Math.min(100, idleMs / 4));
+
 export function sweepIdle(drain: ServerDrain, idleMs: number): () => void {
-  const everyMs = Math.max(10, Math.min(100, idleMs / 4));
+  const everyMs = sweepEvery(idleMs);
   const sweep = setInterval(() => void drain.closeIdle(idleMs, everyMs), everyMs);
   return () => clearInterval(sweep);
 }
@@ -197,7 +202,7 @@ export function closeServer(
       finish(true);
     }, graceMs);
     const stopSweep = sweepIdle(drain, idleMs);
-    void drain.closeIdle(idleMs);
+    void drain.closeIdle(idleMs, sweepEvery(idleMs));
     void drain.stopAccepting().then(() => finish(false));
   });
 }

@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -68,6 +69,13 @@ func body(id identity) []byte {
 		},
 	})
 	return out
+}
+
+// refusedAtConnect: the connection could not be made (refused, or reset while connecting),
+// so nothing of the request was sent.
+func refusedAtConnect(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
 }
 
 type cut struct {
@@ -149,7 +157,7 @@ func main() {
 						}
 						s.LastKeptAlive[fmt.Sprint(w)] = times
 					}
-				case errors.Is(err, syscall.ECONNREFUSED):
+				case refusedAtConnect(err):
 					s.Refused++
 				case ctx.Err() != nil:
 					// The time limit: not the server's doing.
@@ -160,7 +168,7 @@ func main() {
 				if err == nil {
 					once.Do(func() { fmt.Println("answered") })
 				}
-				if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+				if err != nil && refusedAtConnect(err) {
 					return
 				}
 			}
