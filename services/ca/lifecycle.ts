@@ -132,12 +132,18 @@ export class ServerDrain {
     );
   }
 
-  /** Stops accepting connections; resolves once every open connection has closed. */
+  private stopped: Promise<void> | undefined;
+
+  /**
+   * Stops accepting connections (once; later calls return the same promise); resolves once
+   * every open connection has closed.
+   */
   stopAccepting(): Promise<void> {
-    return new Promise((resolve) => {
+    this.stopped ??= new Promise((resolve) => {
       // net.Server's close, not http.Server's: the latter also destroys idle connections.
       NetServer.prototype.close.call(this.server, () => resolve());
     });
+    return this.stopped;
   }
 
   /** Cuts every connection still open (the grace period is over). */

@@ -13,6 +13,7 @@ import {
   clusterWorkerId,
   isClusterWorker,
   runPrimary,
+  stopAcceptingOnRequest,
   workerCount,
 } from './cluster';
 import { drain, drainable, onStopSignals } from './lifecycle';
@@ -159,7 +160,10 @@ async function main(): Promise<void> {
     // A worker drains when its primary tells it to (SIGTERM); Ctrl-C reaches it too.
     inWorker ? { signals: ['SIGTERM'] } : {},
   );
-  if (inWorker) process.on('SIGINT', () => undefined);
+  if (inWorker) {
+    process.on('SIGINT', () => undefined);
+    stopAcceptingOnRequest(() => void drainable(api.server).stopAccepting());
+  }
 }
 
 process.on('unhandledRejection', (reason) => {
