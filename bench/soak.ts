@@ -16,7 +16,7 @@ import { parseOptions, type SoakOptions } from './lib/soak/options';
 import { stablePort } from './lib/soak/procs';
 import { SENTINEL_NAME, startSentinelGroup } from './lib/soak/redis';
 import { Replica } from './lib/soak/replicas';
-import { renderReport, verdict, type ReplicaRow } from './lib/soak/report';
+import { countCuts, renderReport, verdict, type ReplicaRow } from './lib/soak/report';
 import { Schedule } from './lib/soak/schedule';
 import { CertificateChecker } from './lib/soak/verify';
 
@@ -141,6 +141,8 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
   const stats = emptyStats();
   const loadSamples: number[] = [];
   const origin = performance.now();
+  // nginx logs wall-clock times; the schedule counts from `origin`.
+  const originWallMs = Date.now();
   const every = Math.max(5000, Math.min(30_000, options.durationMs / 20));
   const progress = setInterval(() => {
     loadSamples.push(loadavg()[0]!);
@@ -189,6 +191,12 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
 
   await nginx.stop();
   const access = summarizeAccessLog(nginx.accessLog);
+  const cuts = countCuts(
+    access.cutAttempts,
+    schedule.records,
+    originWallMs,
+    new Map(replicas.map((r) => [`127.0.0.1:${r.port}`, r.name])),
+  );
   const nginxErrors = summarizeErrorLog(nginx.errorLog);
   await Promise.all(replicas.map((r) => r.terminate()));
   await redis.stop();
@@ -240,6 +248,7 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
     ] as [string, string][],
     stats,
     nginx: access,
+    cuts,
     nginxErrors,
     replicas: rows,
     schedule: schedule.records,

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from '../common/logger';
 import type { ServerConfig } from './config/schema';
 import { createEphemeralCaForWorkers } from './app';
-import { closeServer, onStopSignals } from './lifecycle';
+import { closeServer, drainable, onStopSignals } from './lifecycle';
 import { createClusterMetricsServer } from './metrics/cluster';
 
 /**
@@ -19,6 +19,48 @@ import { createClusterMetricsServer } from './metrics/cluster';
 
 const CA_REQUEST = 'mayfly:ca-request';
 const CA_REPLY = 'mayfly:ca';
+/** Primary to worker: close your listener now (the drain follows); worker's answer. */
+export const STOP_ACCEPTING = 'mayfly:stop-accepting';
+const STOPPED_ACCEPTING = 'mayfly:stopped-accepting';
+
+/**
+ * In a worker: on the primary's word, stops accepting (the drain itself comes with SIGTERM)
+ * and says so. The answer follows the worker's own close message on the same channel, so
+ * when the primary has every answer, no worker takes new connections.
+ */
+export function stopAcceptingOnRequest(stopAccepting: () => void): void {
+  process.on('message', (message: unknown) => {
+    if ((message as { type?: string })?.type !== STOP_ACCEPTING) return;
+    stopAccepting();
+    process.send?.({ type: STOPPED_ACCEPTING });
+  });
+}
+
+/**
+ * Asks every worker to stop accepting and waits for their answers (at most `limitMs`).
+ * Without it, with no shutdown delay, the worker that reacts first to SIGTERM answers with
+ * `Connection: close` while another still accepts: its clients reconnect, and the connections
+ * the primary has accepted but not yet handed to a worker when the last one closes its
+ * listener are closed unanswered.
+ */
+function stopAcceptingEverywhere(workers: readonly Worker[], limitMs: number): Promise<void> {
+  const answers = workers.map(
+    (worker) =>
+      new Promise<void>((resolve) => {
+        const onMessage = (message: unknown) => {
+          if ((message as { type?: string })?.type !== STOPPED_ACCEPTING) return;
+          worker.off('message', onMessage);
+          resolve();
+        };
+        worker.on('message', onMessage);
+        worker.once('exit', () => resolve());
+        if (!worker.isConnected()) resolve();
+        else worker.send({ type: STOP_ACCEPTING }, (err: Error | null) => err && resolve());
+      }),
+  );
+  const limit = new Promise<void>((resolve) => setTimeout(resolve, limitMs).unref());
+  return Promise.race([Promise.all(answers).then(() => undefined), limit]);
+}
 
 interface CaReply {
   readonly type: typeof CA_REPLY;
@@ -64,6 +106,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger): Promise<
   const count = workerCount(config);
   const ca = config.ca.type === 'file' ? null : await createEphemeralCaForWorkers();
   const metricsServer = createClusterMetricsServer();
+  drainable(metricsServer);
   const metricsPort = await listenOn(metricsServer, config.metricsHost, config.metricsPort);
   let stopping = false;
   let announced = false;
@@ -107,23 +150,29 @@ export async function runPrimary(config: ServerConfig, logger: Logger): Promise<
       stopping = true;
       logger.info({ signal, workers: workers().length }, 'draining: stopping every worker');
       const codes: (number | null)[] = [];
-      const exits = workers().map(
+      const running = workers();
+      const exits = running.map(
         (worker) =>
           new Promise<void>((resolve) => {
             worker.once('exit', (code) => {
               codes.push(code);
               resolve();
             });
-            worker.process.kill('SIGTERM');
           }),
       );
+      // With a shutdown delay the workers keep accepting meanwhile, each on its own clock.
+      const stopFirst =
+        config.shutdownDelayMs === 0 ? stopAcceptingEverywhere(running, 2000) : Promise.resolve();
+      void stopFirst.then(() => {
+        for (const worker of running) worker.process.kill('SIGTERM');
+      });
       // The workers keep their own grace period; this is a last resort.
       const limit = config.shutdownDelayMs + config.shutdownGraceMs + 5000;
       const timeout = new Promise<void>((resolve) => setTimeout(resolve, limit).unref());
       void Promise.race([Promise.all(exits), timeout])
         .then(() => {
           for (const worker of workers()) worker.process.kill('SIGKILL');
-          return closeServer(metricsServer, 1000);
+          return closeServer(metricsServer, 1000, 0);
         })
         .then(() => {
           const clean = codes.length === exits.length && codes.every((c) => c === 0);

@@ -4,7 +4,6 @@ import { ConfigError, configPathFromArgs, loadServerConfig } from './config/load
 import { IdentityConfigError } from './config/identity-config';
 import { loadIdentityConfig } from './identity/identity-config';
 import type { ServerConfig } from './config/schema';
-import type { Server } from 'node:http';
 import { createApp, grpcSettings, listen } from './app';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
 import { TlsLoadError } from './grpc/tls';
@@ -13,9 +12,10 @@ import {
   clusterWorkerId,
   isClusterWorker,
   runPrimary,
+  stopAcceptingOnRequest,
   workerCount,
 } from './cluster';
-import { drain, onStopSignals } from './lifecycle';
+import { drain, drainable, onStopSignals } from './lifecycle';
 import { reportToPrimary } from './metrics/cluster';
 import { LimitsFileError } from '../common/ratelimit/limits-file';
 import { CaLoadError } from '../common/signer/file-signer';
@@ -82,6 +82,8 @@ async function main(): Promise<void> {
   api.server.requestTimeout = 60_000;
   api.server.headersTimeout = 20_000;
   api.server.keepAliveTimeout = 30_000;
+  // Tracks the API's connections from the first one, for a drain that cuts no request.
+  drainable(api.server);
   // Fulcio's gRPC API on its own port, unless turned off.
   let grpc: RunningGrpcServer | undefined;
   if (config.grpc.port !== 'off') {
@@ -100,6 +102,7 @@ async function main(): Promise<void> {
   const metrics = inWorker
     ? undefined
     : await listen(app.metricsApp, config.metricsHost, config.metricsPort);
+  if (metrics) drainable(metrics.server);
   if (inWorker) reportToPrimary(app.metrics.registry);
   logger.info(
     {
@@ -128,10 +131,12 @@ async function main(): Promise<void> {
         logger,
         delayMs: config.shutdownDelayMs,
         graceMs: config.shutdownGraceMs,
+        idleMs: config.shutdownIdleMs,
         setReady: (ready) => running.setReady(ready),
         // The gRPC listener drains beside the HTTP one: it stops taking calls (GOAWAY) and
         // waits for those in flight within the same grace period.
-        servers: grpc ? [api.server, grpc.drainable as unknown as Server] : [api.server],
+        servers: [api.server],
+        selfDraining: grpc ? [grpc.drainable] : [],
         lateServers: metrics ? [metrics.server] : [],
         close: () => running.close(),
       }).then(() => process.exit(0));
@@ -139,7 +144,10 @@ async function main(): Promise<void> {
     // A worker drains when its primary tells it to (SIGTERM); Ctrl-C reaches it too.
     inWorker ? { signals: ['SIGTERM'] } : {},
   );
-  if (inWorker) process.on('SIGINT', () => undefined);
+  if (inWorker) {
+    process.on('SIGINT', () => undefined);
+    stopAcceptingOnRequest(() => void drainable(api.server).stopAccepting());
+  }
   // Printed last: a supervisor that signals as soon as it reads this line finds the
   // handlers in place (stdout to a pipe is written at once, before the rest of this turn).
   if (metrics) {

@@ -1,3 +1,4 @@
+import { connect, type Socket } from 'node:net';
 import { startDevIssuer, type DevIssuer } from '../../services/dev-issuer/dev-issuer';
 import {
   chainsTo,
@@ -13,6 +14,7 @@ import {
   type MayflyProcess,
   type SigningOutcome,
 } from '../helpers/mayfly-process';
+import { until } from '../helpers/wait';
 
 /**
  * The graceful stop of the compiled process, under a steady stream of signing requests:
@@ -151,6 +153,114 @@ test('when the grace period runs out, open connections are cut and the process s
     expect(proc.logs().find((l) => l.msg === 'stopped')).toMatchObject({ forced: true });
     expect((await slow.outcome).status).toBeUndefined();
   } finally {
+    proc.child.kill('SIGKILL');
+  }
+}, 30_000);
+
+/**
+ * One kept-alive connection driven by hand, as a busy client drives it: it sends a request
+ * when it is ready, without first looking whether the server closed the connection.
+ */
+class RawConnection {
+  private buffer = Buffer.alloc(0);
+  private waiting: (() => void) | undefined;
+  ended = false;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, chunk]);
+      this.waiting?.();
+    });
+    const end = () => {
+      this.ended = true;
+      this.waiting?.();
+    };
+    socket.on('end', end);
+    socket.on('close', end);
+    socket.on('error', end);
+  }
+
+  static open(port: number): Promise<RawConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => resolve(new RawConnection(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  /** Sends a signing request; resolves with the answer, or undefined if none came. */
+  async post(body: string): Promise<{ status: number; headers: string } | undefined> {
+    this.socket.write(
+      `POST /api/v2/signingCert HTTP/1.1\r\nHost: mayfly\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    for (;;) {
+      const text = this.buffer.toString('latin1');
+      const head = text.indexOf('\r\n\r\n');
+      if (head >= 0) {
+        const headers = text.slice(0, head).toLowerCase();
+        const length = Number(/content-length: (\d+)/.exec(headers)?.[1] ?? 0);
+        if (this.buffer.length >= head + 4 + length) {
+          this.buffer = this.buffer.subarray(head + 4 + length);
+          return { status: Number(headers.split(' ')[1]), headers };
+        }
+      }
+      if (this.ended) return undefined;
+      await new Promise<void>((resolve) => (this.waiting = resolve));
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+test('a connection idle when SIGTERM comes still gets its next request answered, with Connection: close', async () => {
+  const proc = await start({ MAYFLY_SHUTDOWN_GRACE_MS: '20000' });
+  const conn = await RawConnection.open(proc.port);
+  try {
+    const first = await conn.post(await signingBody(issuer, nextEmail()));
+    expect(first?.status).toBe(200);
+    expect(first?.headers).toContain('connection: keep-alive');
+    const next = await signingBody(issuer, nextEmail());
+
+    proc.child.kill('SIGTERM');
+    // The listener is closed: the drain is under way.
+    await until(
+      async () => (await probe(`${proc.url}/healthz`)) === 'ECONNREFUSED',
+      'the listener to close',
+    );
+    // The client sends its next request on the connection it kept (a client busy with its
+    // own work does not notice a close before it writes).
+    const second = await conn.post(next);
+    expect(second?.status).toBe(200);
+    expect(second?.headers).toContain('connection: close');
+    // The server closes the connection after that answer, and the drain ends by itself.
+    await waitFor(() => conn.ended, 'the server to close the connection');
+    expect(await proc.exited).toBe(0);
+    expect(proc.logs().find((l) => l.msg === 'stopped')).toMatchObject({
+      forced: false,
+      closedIdle: 0,
+    });
+  } finally {
+    conn.close();
+    proc.child.kill('SIGKILL');
+  }
+}, 30_000);
+
+test('while draining, a connection left idle for MAYFLY_SHUTDOWN_IDLE_MS is closed; the drain does not wait for the grace period', async () => {
+  const proc = await start({ MAYFLY_SHUTDOWN_GRACE_MS: '20000', MAYFLY_SHUTDOWN_IDLE_MS: '500' });
+  const conn = await RawConnection.open(proc.port);
+  try {
+    expect((await conn.post(await signingBody(issuer, nextEmail())))?.status).toBe(200);
+    proc.child.kill('SIGTERM');
+    await waitFor(() => conn.ended, 'the server to close the idle connection');
+    expect(await proc.exited).toBe(0);
+    expect(proc.logs().find((l) => l.msg === 'stopped')).toMatchObject({
+      forced: false,
+      closedIdle: 1,
+    });
+  } finally {
+    conn.close();
     proc.child.kill('SIGKILL');
   }
 }, 30_000);

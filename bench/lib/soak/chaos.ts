@@ -45,6 +45,7 @@ export function chaosSteps({ replicas, redis, issuer }: ChaosTargets): ChaosStep
     {
       at: 0.22,
       label: `SIGTERM ${b.name} (graceful drain)`,
+      drains: `127.0.0.1:${b.port}`,
       run: async () => {
         const pid = b.pid;
         const took = await b.terminate();

@@ -75,7 +75,7 @@ http {
   fastcgi_temp_path ${tmp('fastcgi')};
   uwsgi_temp_path ${tmp('uwsgi')};
   scgi_temp_path ${tmp('scgi')};
-  log_format soak '$msec $status $request_time "$upstream_addr" "$upstream_status" $request_uri';
+  log_format soak '$msec $status $request_time "$upstream_addr" "$upstream_status" $request_uri "$upstream_connect_time" "$upstream_header_time"';
   access_log ${join(dir, 'access.log')} soak buffer=64k flush=1s;
   # The load generator keeps its connections: nginx must not close them under it.
   keepalive_timeout 300s;
@@ -101,8 +101,8 @@ ${upstreams.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=3s;`)
       proxy_send_timeout 15s;
       proxy_read_timeout 15s;
       # non_idempotent: nginx does not retry a POST once any of it was sent, and a replica
-      # killed mid-request (or a kept-alive connection it closed while draining) is exactly
-      # that case. Issuing a short-lived certificate twice is harmless.
+      # killed mid-request is exactly that case. Issuing a short-lived certificate twice is
+      # harmless. (A draining replica cuts nothing: the report counts such attempts.)
       proxy_next_upstream error timeout http_502 http_503 non_idempotent;
       proxy_next_upstream_tries 3;
       proxy_next_upstream_timeout 20s;
@@ -143,6 +143,19 @@ export async function startNginx(binary: string, input: NginxConfigInput): Promi
   };
 }
 
+/**
+ * An upstream attempt that reached a replica (the connection was made, or a kept-alive one
+ * reused, and the request written) and got no answer at all: no response header. A replica
+ * killed mid-request does that; a draining one must not.
+ */
+export interface CutAttempt {
+  /** The replica, as nginx names it ("127.0.0.1:port"). */
+  readonly upstream: string;
+  /** The whole request's span at nginx (it may hold other attempts), epoch ms. */
+  readonly fromMs: number;
+  readonly toMs: number;
+}
+
 export interface AccessLogSummary {
   readonly requests: number;
   readonly byStatus: Record<string, number>;
@@ -150,27 +163,43 @@ export interface AccessLogSummary {
   readonly retriedUpstream: number;
   /** Each upstream attempt's status that nginx moved on from ("502", "504", "-" for errors). */
   readonly abandonedAttempts: Record<string, number>;
+  readonly cutAttempts: readonly CutAttempt[];
 }
+
+/** nginx's per-attempt lists: "a, b : c" (" : " separates upstream groups). */
+const attemptsOf = (field: string) => field.split(/\s*,\s*|\s+:\s+/);
 
 export function summarizeAccessLog(file: string): AccessLogSummary {
   const byStatus: Record<string, number> = {};
   const abandonedAttempts: Record<string, number> = {};
+  const cutAttempts: CutAttempt[] = [];
   let requests = 0;
   let retriedUpstream = 0;
-  if (!existsSync(file)) return { requests, byStatus, retriedUpstream, abandonedAttempts };
+  if (!existsSync(file))
+    return { requests, byStatus, retriedUpstream, abandonedAttempts, cutAttempts };
   for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const match = /^\S+ (\d+) \S+ "([^"]*)" "([^"]*)"/.exec(line);
+    const match = /^(\S+) (\d+) (\S+) "([^"]*)" "([^"]*)" \S+ "([^"]*)" "([^"]*)"/.exec(line);
     if (!match) continue;
     requests++;
-    byStatus[match[1]!] = (byStatus[match[1]!] ?? 0) + 1;
-    const attempts = match[3]!.split(/\s*[,:]\s*/);
+    byStatus[match[2]!] = (byStatus[match[2]!] ?? 0) + 1;
+    const attempts = attemptsOf(match[5]!);
     if (attempts.length > 1) {
       retriedUpstream++;
       for (const status of attempts.slice(0, -1))
         abandonedAttempts[status] = (abandonedAttempts[status] ?? 0) + 1;
     }
+    const upstreams = attemptsOf(match[4]!);
+    const connect = attemptsOf(match[6]!);
+    const header = attemptsOf(match[7]!);
+    const toMs = Number(match[1]) * 1000;
+    const fromMs = toMs - Number(match[3]) * 1000;
+    upstreams.forEach((upstream, i) => {
+      // Connected ("-" = the connect failed: refused, nothing sent) but no header came.
+      if (connect[i] !== undefined && connect[i] !== '-' && header[i] === '-')
+        cutAttempts.push({ upstream, fromMs, toMs });
+    });
   }
-  return { requests, byStatus, retriedUpstream, abandonedAttempts };
+  return { requests, byStatus, retriedUpstream, abandonedAttempts, cutAttempts };
 }
 
 /**

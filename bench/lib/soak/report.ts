@@ -1,6 +1,6 @@
 import type { MachineFacts } from '../proc';
 import type { LoadStats } from './client';
-import type { AccessLogSummary } from './nginx';
+import type { AccessLogSummary, CutAttempt } from './nginx';
 import type { SoakOptions } from './options';
 import type { StepRecord } from './schedule';
 
@@ -38,6 +38,7 @@ export interface SoakReport {
   readonly setup: readonly (readonly [string, string])[];
   readonly stats: LoadStats;
   readonly nginx: AccessLogSummary;
+  readonly cuts: Cuts;
   /** nginx's error log lines about upstreams, by reason. */
   readonly nginxErrors: ReadonlyMap<string, number>;
   readonly replicas: readonly ReplicaRow[];
@@ -47,6 +48,39 @@ export interface SoakReport {
   /** The replicas' warn/error/fatal log lines, by level and message. */
   readonly replicaLogs: ReadonlyMap<string, number>;
   readonly scratch: string;
+}
+
+/**
+ * Upstream attempts that reached a replica and got no answer (nginx then tried another
+ * replica, so the client may not have seen it), by replica, and how many of them overlap
+ * the drain of the replica they went to. A replica killed with SIGKILL cuts what it had in
+ * flight; a draining one must cut nothing.
+ */
+export interface Cuts {
+  readonly byReplica: Record<string, number>;
+  readonly duringDrain: number;
+}
+
+export function countCuts(
+  attempts: readonly CutAttempt[],
+  steps: readonly StepRecord[],
+  originWallMs: number,
+  replicaOf: ReadonlyMap<string, string>,
+): Cuts {
+  const byReplica: Record<string, number> = {};
+  let duringDrain = 0;
+  for (const a of attempts) {
+    const name = replicaOf.get(a.upstream) ?? a.upstream;
+    byReplica[name] = (byReplica[name] ?? 0) + 1;
+    const drained = steps.some(
+      (s) =>
+        s.drains === a.upstream &&
+        a.fromMs <= originWallMs + s.endedMs &&
+        a.toMs >= originWallMs + s.startedMs,
+    );
+    if (drained) duringDrain++;
+  }
+  return { byReplica, duringDrain };
 }
 
 export interface Verdict {
@@ -65,6 +99,8 @@ export function verdict(r: SoakReport): Verdict {
     );
   if (r.stats.wrongCertificates > 0)
     reasons.push(`${r.stats.wrongCertificates} certificate(s) were wrong`);
+  if (r.cuts.duringDrain > 0)
+    reasons.push(`${r.cuts.duringDrain} request(s) cut by a draining replica`);
   const failedSteps = r.schedule.filter((s) => !s.ok);
   if (failedSteps.length > 0)
     reasons.push(`chaos step(s) failed: ${failedSteps.map((s) => s.label).join('; ')}`);
@@ -119,6 +155,8 @@ export function renderReport(r: SoakReport): string {
     wrongCertificates: s.wrongCertificates,
     certificatesChecked: r.certificatesChecked,
     retries: s.retries,
+    cutAttempts: r.nginx.cutAttempts.length,
+    drainCuts: r.cuts.duringDrain,
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
     max: sorted[sorted.length - 1] ?? NaN,
@@ -200,6 +238,12 @@ export function renderReport(r: SoakReport): string {
         .map(([k, n]) => `${k === '-' ? 'connection error' : k}: ${n}`)
         .join(', ') || 'none'
     }.`,
+    '',
+    `Upstream attempts that reached a replica and got no answer (connected, request sent, no response header; nginx then went on to another replica): ${
+      countRows(r.cuts.byReplica)
+        .map(([k, n]) => `${k}: ${n}`)
+        .join(', ') || 'none'
+    }. Of these, during the drain of the replica they went to (SIGTERM until exit): **${num(r.cuts.duringDrain)}** (a replica killed with SIGKILL cuts what it had in flight; a draining one must cut nothing).`,
     '',
     ...(r.nginxErrors.size
       ? [...table(['nginx error log: reason', 'lines'], '|---|---:|', countRows(r.nginxErrors)), '']

@@ -11,12 +11,15 @@ export interface ChaosStep {
   /** When, as a fraction of the load's duration. */
   readonly at: number;
   readonly label: string;
+  /** The replica (nginx's "host:port") this step drains, if it does. */
+  readonly drains?: string;
   /** Does the step; returns what happened, for the report. */
   run(): Promise<string | void>;
 }
 
 export interface StepRecord {
   readonly label: string;
+  readonly drains?: string;
   readonly plannedMs: number;
   readonly startedMs: number;
   readonly endedMs: number;
@@ -69,7 +72,15 @@ export class Schedule {
       }
       this.running = false;
       const endedMs = this.elapsed();
-      this.records.push({ label: step.label, plannedMs, startedMs, endedMs, detail, ok });
+      this.records.push({
+        label: step.label,
+        ...(step.drains ? { drains: step.drains } : {}),
+        plannedMs,
+        startedMs,
+        endedMs,
+        detail,
+        ok,
+      });
       if (detail) log(`chaos t=${(endedMs / 1000).toFixed(1)}s: ${detail}`);
     }
   }

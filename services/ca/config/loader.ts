@@ -72,6 +72,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'MAYFLY_CA_SIGN_TIMEOUT_MS', path: ['ca', 'signTimeoutMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
+  { env: 'MAYFLY_SHUTDOWN_IDLE_MS', path: ['shutdownIdleMs'], kind: 'int' },
   { env: 'MAYFLY_WORKERS', path: ['workers'], kind: 'int' },
   { env: 'MAYFLY_STAGE_BATCHING', path: ['stageBatching'], kind: 'bool' },
   // Rate limiting (see config/ratelimits.yaml and the README's "Rate limits").

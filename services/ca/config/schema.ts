@@ -139,6 +139,11 @@ export const serverConfigSchema = z
     shutdownGraceMs: z.number().int().min(0).max(600000).default(25000),
     /** After SIGTERM, how long to keep serving while reporting not-ready, before closing. */
     shutdownDelayMs: z.number().int().min(0).max(600000).default(0),
+    /**
+     * While draining, a keep-alive connection is closed once idle (no request open, nothing
+     * received) this long: long enough that no request of its client can be on its way.
+     */
+    shutdownIdleMs: z.number().int().min(100).max(600000).default(2000),
     /** Worker processes (node cluster); 1 = no cluster, 0 = one per available core. */
     workers: z.number().int().min(0).max(256).default(1),
     /** The RA yields to the event loop between its stages (services/common/next-turn.ts). */

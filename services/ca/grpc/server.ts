@@ -1,7 +1,7 @@
-import type { Server as HttpServer } from 'node:http';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '../../common/logger';
+import type { SelfDraining } from '../lifecycle';
 import { createFulcioService, type FulcioServiceDeps } from './fulcio-service';
 import { createHealthService } from './health-service';
 import { loadProtos } from '../../common/grpc/protos';
@@ -42,11 +42,11 @@ export interface RunningGrpcServer {
   readonly port: number;
   readonly tls: boolean;
   /**
-   * The listener in the shape lifecycle.ts's closeServer() drives: close() stops accepting
+   * The listener as lifecycle.ts's drain drives it: close() stops accepting
    * and waits for calls in flight (GOAWAY, then the callback once they finished),
    * closeAllConnections() cuts what is left when the grace period is over.
    */
-  readonly drainable: Pick<HttpServer, 'close' | 'closeIdleConnections' | 'closeAllConnections'>;
+  readonly drainable: SelfDraining;
   /** Stops at once (tests, or after the grace period). */
   forceClose(): void;
 }
@@ -102,17 +102,15 @@ export async function startGrpcServer(
     server.forceShutdown();
   };
   const drainable: RunningGrpcServer['drainable'] = {
-    close(callback?: (err?: Error) => void) {
+    close(callback: (err?: Error) => void) {
       // Open Watch streams would hold the drain up for the whole grace period.
       health.endWatches();
       server.tryShutdown((err) => {
         provider?.close();
         closed = true;
-        callback?.(err);
+        callback(err);
       });
-      return this as unknown as HttpServer;
     },
-    closeIdleConnections() {},
     closeAllConnections() {
       if (!closed) forceClose();
     },

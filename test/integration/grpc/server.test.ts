@@ -1,5 +1,4 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -7,7 +6,7 @@ import { Writable } from 'node:stream';
 import { credentials, Metadata, status, type ClientReadableStream } from '@grpc/grpc-js';
 import request from 'supertest';
 import { createLogger } from '../../../services/common/logger';
-import { closeServer } from '../../../services/ca/lifecycle';
+import { closeSelfDraining } from '../../../services/ca/lifecycle';
 import { createSigner } from '../../../services/ca/app';
 import { systemClock } from '../../../services/common/clock';
 import { GrpcTestClient, startTestGrpc, v2Message, type TestGrpc } from '../../helpers/grpc';
@@ -272,7 +271,7 @@ describe('graceful stop', () => {
     });
     const inFlight = grpc.client.sign(await goodMessage(ca));
     await until(() => ca.signCount() === 1, 'the call to reach the signer');
-    const closing = closeServer(grpc.running.drainable as unknown as Server, 10_000);
+    const closing = closeSelfDraining(grpc.running.drainable, 10_000);
     // New connections are refused while the call finishes.
     const late = new GrpcTestClient(grpc.address);
     const refused = await late.call(late.ca, 'GetTrustBundle', {});
@@ -303,7 +302,7 @@ describe('graceful stop', () => {
     });
     const inFlight = grpc.client.sign(await goodMessage(ca));
     await until(() => ca.signCount() === 1, 'the call to reach the signer');
-    expect(await closeServer(grpc.running.drainable as unknown as Server, 200)).toEqual({
+    expect(await closeSelfDraining(grpc.running.drainable, 200)).toEqual({
       forced: true,
     });
     expect((await inFlight).error).toBeDefined();

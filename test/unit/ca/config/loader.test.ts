@@ -290,6 +290,7 @@ describe('loadServerConfig from the environment', () => {
     MAYFLY_CA_SIGN_TIMEOUT_MS: { text: '2500', want: 2500 },
     MAYFLY_SHUTDOWN_GRACE_MS: { text: '1000', want: 1000 },
     MAYFLY_SHUTDOWN_DELAY_MS: { text: '1500', want: 1500 },
+    MAYFLY_SHUTDOWN_IDLE_MS: { text: '5000', want: 5000 },
     MAYFLY_WORKERS: { text: '4', want: 4 },
     MAYFLY_STAGE_BATCHING: { text: 'false', want: false },
     MAYFLY_RATELIMITS: { text: '/etc/mayfly/limits.yaml', want: '/etc/mayfly/limits.yaml' },
