@@ -33,9 +33,9 @@ import { until } from '../helpers/wait';
  * own work between two requests (hash the artifact, make a key); the one that sends the
  * signal does so right after an answer, so that its connection is idle, from the server's
  * side, when the drain starts. Against the old drain (Node's server.close(), which closes
- * idle connections at once and then every 100 ms) both tests failed in each of four runs of
- * this file: Go's client had 1 to 4 requests cut in every one of the eight drains, undici
- * 1 to 4 in half of them.
+ * idle connections at once and then every 100 ms) both tests failed in each of seven runs of
+ * this file: Go's client had 1 to 4 requests cut in every one of the fourteen drains, undici
+ * 1 to 5 in eight of them.
  *
  * Also checked: once the server has started draining, every answer carries
  * `Connection: close` (a client receives at most one kept-alive answer after that instant:
