@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
@@ -10,11 +10,11 @@ import { startDevIssuer, type DevIssuer } from '../../services/dev-issuer/dev-is
 import {
   ensureBuilt,
   identityConfigFor,
-  repoRoot,
   startMayflyProcess,
   waitFor,
   type MayflyProcess,
 } from '../helpers/mayfly-process';
+import { buildGo } from '../helpers/go-refs';
 import { until } from '../helpers/wait';
 
 /**
@@ -68,17 +68,8 @@ beforeAll(async () => {
       return { email, token: await issuer.mintEmail(email) };
     }),
   );
-  // scripts/go-refs.sh builds it with Debian's Go (standard library only); MAYFLY_GO_REFS may
-  // name that script in another checkout.
-  goClient = execFileSync(
-    'bash',
-    [
-      process.env.MAYFLY_GO_REFS ?? join(repoRoot, 'scripts/go-refs.sh'),
-      'build',
-      join(repoRoot, 'test/go/drain-client'),
-    ],
-    { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
-  ).trim();
+  // scripts/go-refs.sh builds it with Debian's Go (standard library only).
+  goClient = buildGo('test/go/drain-client');
   nginx = ensureNginx((line) => process.stderr.write(`${line}\n`));
 }, 600_000);
 
