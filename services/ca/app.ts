@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import express from 'express';
@@ -19,7 +20,13 @@ import { createMetrics, type CaChainValidity, type Metrics } from './metrics/met
 import { AlgorithmPolicy } from './pop/algorithms';
 import { RegistrationAuthority } from './ra/registration-authority';
 import { createRateLimiting } from './rate-limiting';
-import { loadFileSigner } from '../common/signer/file-signer';
+import {
+  CaLoadError,
+  loadFileSigner,
+  parseChain,
+  validateChainShape,
+} from '../common/signer/file-signer';
+import { Pkcs11Pool } from '../common/signer/pkcs11/pkcs11-signer';
 import { ReloadingFileSource } from '../common/signer/reloading-source';
 import {
   fixedSource,
@@ -84,8 +91,8 @@ export async function createEphemeralCaForWorkers(
 }
 
 /**
- * The CA's signing state: the file CA (watched and reloaded unless reloading is off) or the
- * ephemeral one. close() stops watching.
+ * The CA's signing state: the file CA (watched and reloaded unless reloading is off), the
+ * PKCS#11 CA, or the ephemeral one. close() stops watching (and closes the HSM sessions).
  */
 export async function createSignerSource(
   config: ServerConfig,
@@ -93,7 +100,8 @@ export async function createSignerSource(
   logger: Logger,
   metrics: Metrics,
   ephemeral?: EphemeralCaTransfer,
-): Promise<{ source: SignerSource; close(): void }> {
+): Promise<CaSource> {
+  if (config.ca.type === 'pkcs11') return createPkcs11Source(config, clock, logger, metrics);
   if (config.ca.type !== 'file') {
     const signer = ephemeral ? signerFromTransfer(ephemeral) : await createSigner(config, clock);
     observeCa(metrics, signer.chain, 1);
@@ -125,6 +133,90 @@ export async function createSignerSource(
   return { source, close: () => source.close() };
 }
 
+/** Where the CA signs from, what to release at the end, and whether it can sign now. */
+export interface CaSource {
+  readonly source: SignerSource;
+  close(): void | Promise<void>;
+  /** False while the key cannot be reached (an HSM that dropped its sessions). */
+  readonly healthy?: () => boolean;
+}
+
+function readPin(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new CaLoadError(
+      `cannot read the PKCS#11 PIN file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
+  }
+}
+
+/**
+ * The `pkcs11` CA: the chain (and the next and previous chains) from files, watched and
+ * reloaded like the file CA's; the key in the token, found by label or by the issuing
+ * certificate's key identifier and proven by a signature at start and at every reload.
+ */
+function createPkcs11Source(
+  config: ServerConfig,
+  clock: Clock,
+  logger: Logger,
+  metrics: Metrics,
+): CaSource {
+  const settings = config.ca.pkcs11!;
+  const pool = new Pkcs11Pool({
+    module: settings.module!,
+    tokenLabel: settings.tokenLabel!,
+    pin: readPin(settings.pinFile!),
+    sessions: settings.sessions,
+    maxQueue: settings.maxQueue,
+    rsaPadding: settings.rsaPadding,
+    reconnectIntervalMs: settings.reconnectIntervalMs,
+    logger,
+  });
+  const intervalMs = config.ca.reloadIntervalMs ?? DEFAULT_CA_RELOAD_INTERVAL_MS;
+  let loaded = false;
+  let source: ReloadingFileSource;
+  try {
+    source = new ReloadingFileSource(
+      {
+        cert: config.ca.cert!,
+        nextCert: config.ca.nextCert,
+        previousCert: config.ca.previousCert,
+      },
+      {
+        clock,
+        logger,
+        intervalMs,
+        signerFrom: ({ certPem }) => {
+          const chain = parseChain(certPem);
+          validateChainShape(chain, clock);
+          return pool.signerFor(
+            chain.map((c) => new Uint8Array(c.raw)),
+            settings.keyLabel,
+          );
+        },
+        onReload: (result, state) => {
+          if (loaded || result === 'refused') metrics.caReloads.inc({ result });
+          loaded = true;
+          observeCa(metrics, state.signer.chain, 1 + state.publishedChains.length);
+        },
+      },
+    );
+  } catch (err) {
+    void pool.close();
+    throw err;
+  }
+  if (intervalMs > 0) source.start();
+  return {
+    source,
+    close: async () => {
+      source.close();
+      await pool.close();
+    },
+    healthy: () => pool.healthy(),
+  };
+}
+
 function observeCa(metrics: Metrics, chain: readonly Uint8Array[], chains: number): void {
   const issuing = chain[0];
   if (issuing) metrics.caNotAfter.set(Date.parse(new X509Certificate(issuing).validTo) / 1000);
@@ -132,6 +224,9 @@ function observeCa(metrics: Metrics, chain: readonly Uint8Array[], chains: numbe
 }
 
 export async function createSigner(config: ServerConfig, clock: Clock): Promise<CaSigner> {
+  if (config.ca.type === 'pkcs11') {
+    throw new CaLoadError('the pkcs11 CA is a source (createSignerSource), not a fixed signer');
+  }
   if (config.ca.type === 'file') {
     return loadFileSigner(
       { cert: config.ca.cert!, key: config.ca.key!, keyPasswordFile: config.ca.keyPasswordFile },
@@ -151,7 +246,8 @@ export async function createApp(
     version: process.env.npm_package_version ?? 'dev',
   });
   let ca: CertificateAuthority;
-  let closeCa = (): void => undefined;
+  let closeCa = (): void | Promise<void> => undefined;
+  let signerHealthy = (): boolean => true;
   const signing = {
     signed: (result: 'ok' | 'error', seconds: number) =>
       metrics.signerDuration.observe({ result }, seconds),
@@ -162,7 +258,8 @@ export async function createApp(
   } else {
     const made = await createSignerSource(config, clock, logger, metrics, overrides.ephemeralCa);
     ca = new CertificateAuthority(made.source, signing, config.ca.signTimeoutMs);
-    closeCa = made.close;
+    closeCa = () => made.close();
+    if (made.healthy) signerHealthy = made.healthy;
   }
   metrics.trackCaChains(
     () => caChainValidity(ca.trustBundle()),
@@ -208,7 +305,7 @@ export async function createApp(
   let ready = true;
   const health = {
     ready: () => ready,
-    checks: () => readinessChecks(ca, clock),
+    checks: () => readinessChecks(ca, clock, signerHealthy),
   };
   const api = createApiHandler({
     ra,
@@ -232,7 +329,7 @@ export async function createApp(
     setReady: (r) => (ready = r),
     isReady: () => ready,
     close: async () => {
-      closeCa();
+      await closeCa();
       identity.close();
       await rateLimiting?.close();
     },
@@ -244,12 +341,16 @@ export async function createApp(
  * signer is usable (its issuing certificate is within its validity, so leaves can be
  * issued) and the trust bundle is loaded (every published chain has certificates).
  */
-function readinessChecks(ca: CertificateAuthority, clock: Clock): ReadinessCheck[] {
+function readinessChecks(
+  ca: CertificateAuthority,
+  clock: Clock,
+  signerHealthy: () => boolean,
+): ReadinessCheck[] {
   const now = clock.now().getTime();
   let signer = false;
   let trustBundle = false;
   try {
-    signer = ca.notAfterLimit.getTime() > now;
+    signer = ca.notAfterLimit.getTime() > now && signerHealthy();
   } catch {
     signer = false;
   }

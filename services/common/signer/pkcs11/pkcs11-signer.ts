@@ -1,4 +1,11 @@
-import { X509Certificate, createHash, randomBytes, verify, type KeyObject } from 'node:crypto';
+import {
+  X509Certificate,
+  constants,
+  createHash,
+  randomBytes,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import type { Logger } from '../../logger';
 import { hashForKey, type CaSigner, type SignatureHash } from '../signer';
@@ -318,7 +325,7 @@ export class Pkcs11Pool {
         dsaEncoding: 'der',
         ...(bound.profile.pss
           ? {
-              padding: 2 /* RSA_PKCS1_PSS_PADDING */,
+              padding: constants.RSA_PKCS1_PSS_PADDING,
               saltLength: HASH_MECHANISMS[bound.profile.hash].salt,
             }
           : {}),
@@ -397,13 +404,10 @@ export class Pkcs11Pool {
 
   private release(session: Handle, generation: number, healthy: boolean): void {
     if (healthy && this.up && generation === this.generation) {
+      // The session goes straight to the next caller (already counted in flight).
       const waiter = this.waiters.shift();
-      if (waiter) {
-        // The session goes straight to the next caller; in-flight stays the same.
-        waiter.resolve(session);
-        return;
-      }
-      this.free.push(session);
+      if (waiter) waiter.resolve(session);
+      else this.free.push(session);
     }
     this.inFlight--;
     this.settle();
