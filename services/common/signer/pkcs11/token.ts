@@ -224,7 +224,8 @@ export function readPublicKey(mod: Pkcs11, session: Handle, publicKey: Handle): 
   if (raw[0] === 0x04 && raw.length > 1 && raw[1] === raw.length - 2 && raw[2] === 0x04)
     raw = raw.subarray(2);
   else if (raw[0] === 0x04 && raw[1] === 0x81) raw = raw.subarray(3);
-  const algorithm = Buffer.from(`301306072a8648ce3d0201${paramsHex}`, 'hex');
+  const algorithmBody = Buffer.from(`06072a8648ce3d0201${paramsHex}`, 'hex');
+  const algorithm = Buffer.concat([derLength(0x30, algorithmBody.length), algorithmBody]);
   const bitString = Buffer.concat([Buffer.from([0x03, raw.length + 1, 0x00]), raw]);
   const body = Buffer.concat([algorithm, bitString]);
   const spki = Buffer.concat([derLength(0x30, body.length), body]);
