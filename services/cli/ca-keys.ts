@@ -12,7 +12,7 @@ import * as pkcs11js from 'pkcs11js';
 import { ecdsaRawToDer } from '../common/signer/pkcs11/pkcs11-signer';
 import {
   closeSession,
-  finalize,
+  closeModule,
   findKeys,
   findSlot,
   generateKeyPair,
@@ -73,7 +73,7 @@ export class TokenKeys implements CeremonyKeys {
       const slot = findSlot(this.mod, options.tokenLabel);
       this.session = openSession(this.mod, slot, options.pin, true);
     } catch (err) {
-      finalize(this.mod);
+      closeModule(this.mod);
       throw err;
     }
   }
@@ -142,7 +142,7 @@ export class TokenKeys implements CeremonyKeys {
 
   close(): void {
     closeSession(this.mod, this.session);
-    finalize(this.mod);
+    closeModule(this.mod);
   }
 }
 

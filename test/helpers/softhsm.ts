@@ -6,6 +6,7 @@ import { systemClock } from '../../services/common/clock';
 import { createEphemeralChain } from '../../services/ca/issuance/ca-certificates';
 import { KeySigner, type CaSigner } from '../../services/common/signer/signer';
 import { toPem } from './keys';
+import { Pkcs11Pool } from '../../services/common/signer/pkcs11/pkcs11-signer';
 
 /**
  * The test run's private SoftHSM2 (its own SOFTHSM2_CONF and token folder in a temp dir,
@@ -116,3 +117,38 @@ export async function makeChain(
     key: createPrivateKey(key.export({ type: 'pkcs8', format: 'pem' })),
   };
 }
+
+/**
+ * A CA whose intermediate key sits in a fresh token of the run's SoftHSM2, signing through
+ * the pkcs11 signer (for the end-to-end suites run once with the key in an HSM).
+ */
+export async function softHsmCaSigner(
+  kind: CaKeyKind = 'p256',
+): Promise<{ signer: CaSigner; close(): Promise<void> }> {
+  // One token per test process, made before its module is first initialised (SoftHSM sees
+  // tokens made later only after a re-initialisation); each CA imports a key of its own.
+  const pin = '9753';
+  if (!e2eToken) {
+    const hsm = new SoftHsm();
+    const label = `e2e-${process.pid}`;
+    hsm.initToken(label, pin);
+    e2eToken = { hsm, label, keys: 0 };
+  }
+  const { hsm, label } = e2eToken;
+  const keyLabel = `issuing-${++e2eToken.keys}`;
+  const ca = await makeChain(kind);
+  hsm.importKey(label, pin, ca.key, keyLabel, e2eToken.keys.toString(16).padStart(2, '0'));
+  const pool = new Pkcs11Pool({
+    module: hsm.module,
+    tokenLabel: label,
+    pin,
+    sessions: 2,
+    maxQueue: 64,
+  });
+  return {
+    signer: pool.signerFor(ca.chain, keyLabel),
+    close: () => pool.close(),
+  };
+}
+
+let e2eToken: { hsm: SoftHsm; label: string; keys: number } | undefined;

@@ -12,11 +12,11 @@ import { hashForKey, type CaSigner, type SignatureHash } from '../signer';
 import { rsaPssPublicKey } from './pss';
 import {
   Pkcs11ConfigError,
+  closeModule,
   closeSession,
-  finalize,
   findKeys,
   findSlot,
-  initialize,
+  reinitialize,
   isConnectionError,
   keyTypeOf,
   messageOf,
@@ -207,7 +207,7 @@ export class Pkcs11Pool {
     try {
       this.connect();
     } catch (err) {
-      finalize(this.mod);
+      closeModule(this.mod);
       throw err;
     }
   }
@@ -444,8 +444,7 @@ export class Pkcs11Pool {
       if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
       while (!this.closed) {
         try {
-          finalize(this.mod);
-          initialize(this.mod);
+          reinitialize(this.mod);
           this.connect();
           try {
             this.proveCurrent();
@@ -492,7 +491,7 @@ export class Pkcs11Pool {
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     for (const s of this.free) closeSession(this.mod, s);
     this.free = [];
-    finalize(this.mod);
+    closeModule(this.mod);
   }
 }
 

@@ -23,8 +23,20 @@ export class Pkcs11ConfigError extends Error {
   }
 }
 
+/**
+ * Loaded modules, one per library path in this process, counted: a PKCS#11 module is
+ * process-global (C_Initialize/C_Finalize act on the whole library), so the CA, a TSA and
+ * the ceremony in one process share it and the last to close finalises it.
+ */
+const modules = new Map<string, { mod: Pkcs11; users: number }>();
+
 /** Loads and initialises a PKCS#11 module (the library path of the HSM vendor's module). */
 export function openModule(path: string): Pkcs11 {
+  const open = modules.get(path);
+  if (open) {
+    open.users++;
+    return open.mod;
+  }
   const mod = new pkcs11js.PKCS11();
   try {
     mod.load(path);
@@ -32,7 +44,29 @@ export function openModule(path: string): Pkcs11 {
     throw new Pkcs11ConfigError(`cannot load the PKCS#11 module ${path}: ${messageOf(err)}`);
   }
   initialize(mod);
+  modules.set(path, { mod, users: 1 });
   return mod;
+}
+
+/** Releases one user of a module; the last one finalises it. */
+export function closeModule(mod: Pkcs11): void {
+  for (const [path, open] of modules) {
+    if (open.mod !== mod) continue;
+    if (--open.users > 0) return;
+    modules.delete(path);
+    finalize(mod);
+    return;
+  }
+}
+
+/**
+ * Finalises and initialises the module again: the only way most modules (SoftHSM among
+ * them) see a token that was removed and inserted or re-created. Every session on the module
+ * is gone afterwards, so every user of it reconnects.
+ */
+export function reinitialize(mod: Pkcs11): void {
+  finalize(mod);
+  initialize(mod);
 }
 
 export function initialize(mod: Pkcs11): void {
@@ -44,7 +78,7 @@ export function initialize(mod: Pkcs11): void {
   }
 }
 
-export function finalize(mod: Pkcs11): void {
+function finalize(mod: Pkcs11): void {
   try {
     mod.C_Finalize();
   } catch {
