@@ -130,7 +130,7 @@ export async function softHsmCaSigner(
   const pin = '9753';
   if (!e2eToken) {
     const hsm = new SoftHsm();
-    const label = `e2e-${process.pid}`;
+    const label = `e2e-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     hsm.initToken(label, pin);
     e2eToken = { hsm, label, keys: 0 };
   }

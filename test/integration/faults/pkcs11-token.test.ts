@@ -26,7 +26,7 @@ import { CA_BACKEND_ERROR } from './client';
  */
 
 const PIN = '2468';
-const TOKEN = `fault-${process.pid}`;
+const TOKEN = `fault-${process.pid}-${Date.now().toString(36)}`;
 let hsm: SoftHsm;
 let issuer: DevIssuer;
 let proc: MayflyProcess | undefined;

@@ -21,7 +21,7 @@ import { SoftHsm, makeChain } from '../../helpers/softhsm';
  */
 
 const PIN = '1122';
-const TOKEN = `kms-${process.pid}`;
+const TOKEN = `kms-${process.pid}-${Date.now().toString(36)}`;
 let hsm: SoftHsm;
 let mod: Pkcs11;
 let session: Buffer;

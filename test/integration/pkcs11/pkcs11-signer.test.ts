@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 
 function newToken(): string {
-  const label = `signer-${process.pid}-${++tokens}`;
+  const label = `signer-${process.pid}-${Date.now().toString(36)}-${++tokens}`;
   hsm.initToken(label, PIN);
   return label;
 }

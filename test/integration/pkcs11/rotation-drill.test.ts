@@ -34,7 +34,7 @@ import { SoftHsm } from '../../helpers/softhsm';
  */
 
 const PIN = '8642';
-const TOKEN = `drill-${process.pid}`;
+const TOKEN = `drill-${process.pid}-${Date.now().toString(36)}`;
 let hsm: SoftHsm;
 let issuer: DevIssuer;
 let proc: MayflyProcess | undefined;
