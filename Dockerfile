@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
 # mayfly container image. Two stages on the same pinned Node 20 base:
-#   build    installs every dependency with `npm ci`, compiles with `npm run build`, then
-#            drops the development dependencies with `npm prune --omit=dev` (the same three
+#   build    installs a C++ toolchain (for the native pkcs11js addon) when the base lacks
+#            one, every dependency with `npm ci`, compiles with `npm run build`, then drops
+#            the development dependencies with `npm prune --omit=dev` (the same three
 #            commands CI runs: test/integration/deploy/image-build.test.ts);
 #   runtime  the compiled JavaScript, the production node_modules and the shipped config,
 #            owned by root and run as the unprivileged numeric user 65532, so the image works
@@ -22,6 +23,11 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 ENV npm_config_update_notifier=false
 COPY package.json package-lock.json ./
+# pkcs11js (the PKCS#11 signer's binding) is a native addon: node-gyp needs python3, make
+# and a C++ compiler, in this stage only (the runtime stage gets the built addon).
+RUN { command -v python3 && command -v make && command -v g++; } >/dev/null 2>&1 || \
+    { apt-get update && apt-get install -y --no-install-recommends python3 make g++ && \
+      rm -rf /var/lib/apt/lists/*; }
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY services ./services

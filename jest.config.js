@@ -25,4 +25,7 @@ module.exports = {
     { ...common, displayName: 'fuzz', testMatch: ['<rootDir>/test/fuzz/**/*.test.ts'] },
   ],
   testTimeout: 30000,
+  // A private SoftHSM2 token folder per run (SOFTHSM2_CONF) for the PKCS#11 tests.
+  globalSetup: '<rootDir>/test/helpers/softhsm-setup.js',
+  globalTeardown: '<rootDir>/test/helpers/softhsm-teardown.js',
 };

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: installs what the tests need (npm packages,
-# openssl, redis-server, promtool, nginx, cosign, the Go reference implementations), checks
-# types, lint and formatting, builds, and runs every jest project (unit, integration, e2e).
-# `npm test` runs this; so does CI.
+# openssl, redis-server, promtool, nginx, softhsm2, opensc, a C++ toolchain, cosign, the Go
+# reference implementations), checks types, lint and formatting, builds, and runs every jest
+# project (unit, integration, e2e). `npm test` runs this; so does CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,12 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # nginx fronts the replicas in the soak smoke test; Debian puts it in /usr/sbin, which a
 # normal user's PATH lacks.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# SoftHSM2 (a real PKCS#11 module) and OpenSC's pkcs11-tool for the HSM signer and key
+# ceremony tests; a C++ toolchain and python3 for node-gyp, which builds pkcs11js at npm ci.
+command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+{ command -v g++ && command -v make; } >/dev/null 2>&1 || missing+=(build-essential)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian's packages"
   as_root apt-get update -qq

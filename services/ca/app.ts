@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import express from 'express';
@@ -20,7 +21,13 @@ import { createMetrics, type CaChainValidity, type Metrics } from './metrics/met
 import { AlgorithmPolicy } from './pop/algorithms';
 import { RegistrationAuthority } from './ra/registration-authority';
 import { createRateLimiting } from './rate-limiting';
-import { loadFileSigner } from '../common/signer/file-signer';
+import {
+  CaLoadError,
+  loadFileSigner,
+  parseChain,
+  validateChainShape,
+} from '../common/signer/file-signer';
+import { Pkcs11Pool } from '../common/signer/pkcs11/pkcs11-signer';
 import { ReloadingFileSource } from '../common/signer/reloading-source';
 import {
   fixedSource,
@@ -87,8 +94,8 @@ export async function createEphemeralCaForWorkers(
 }
 
 /**
- * The CA's signing state: the file CA (watched and reloaded unless reloading is off) or the
- * ephemeral one. close() stops watching.
+ * The CA's signing state: the file CA (watched and reloaded unless reloading is off), the
+ * PKCS#11 CA, or the ephemeral one. close() stops watching (and closes the HSM sessions).
  */
 export async function createSignerSource(
   config: ServerConfig,
@@ -96,7 +103,8 @@ export async function createSignerSource(
   logger: Logger,
   metrics: Metrics,
   ephemeral?: EphemeralCaTransfer,
-): Promise<{ source: SignerSource; close(): void }> {
+): Promise<CaSource> {
+  if (config.ca.type === 'pkcs11') return createPkcs11Source(config, clock, logger, metrics);
   if (config.ca.type !== 'file') {
     const signer = ephemeral ? signerFromTransfer(ephemeral) : await createSigner(config, clock);
     observeCa(metrics, signer.chain, 1);
@@ -128,6 +136,90 @@ export async function createSignerSource(
   return { source, close: () => source.close() };
 }
 
+/** Where the CA signs from, what to release at the end, and whether it can sign now. */
+export interface CaSource {
+  readonly source: SignerSource;
+  close(): void | Promise<void>;
+  /** False while the key cannot be reached (an HSM that dropped its sessions). */
+  readonly healthy?: () => boolean;
+}
+
+function readPin(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new CaLoadError(
+      `cannot read the PKCS#11 PIN file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
+  }
+}
+
+/**
+ * The `pkcs11` CA: the chain (and the next and previous chains) from files, watched and
+ * reloaded like the file CA's; the key in the token, found by label or by the issuing
+ * certificate's key identifier and proven by a signature at start and at every reload.
+ */
+function createPkcs11Source(
+  config: ServerConfig,
+  clock: Clock,
+  logger: Logger,
+  metrics: Metrics,
+): CaSource {
+  const settings = config.ca.pkcs11!;
+  const pool = new Pkcs11Pool({
+    module: settings.module!,
+    tokenLabel: settings.tokenLabel!,
+    pin: readPin(settings.pinFile!),
+    sessions: settings.sessions,
+    maxQueue: settings.maxQueue,
+    rsaPadding: settings.rsaPadding,
+    reconnectIntervalMs: settings.reconnectIntervalMs,
+    logger,
+  });
+  const intervalMs = config.ca.reloadIntervalMs ?? DEFAULT_CA_RELOAD_INTERVAL_MS;
+  let loaded = false;
+  let source: ReloadingFileSource;
+  try {
+    source = new ReloadingFileSource(
+      {
+        cert: config.ca.cert!,
+        nextCert: config.ca.nextCert,
+        previousCert: config.ca.previousCert,
+      },
+      {
+        clock,
+        logger,
+        intervalMs,
+        signerFrom: ({ certPem }) => {
+          const chain = parseChain(certPem);
+          validateChainShape(chain, clock);
+          return pool.signerFor(
+            chain.map((c) => new Uint8Array(c.raw)),
+            settings.keyLabel,
+          );
+        },
+        onReload: (result, state) => {
+          if (loaded || result === 'refused') metrics.caReloads.inc({ result });
+          loaded = true;
+          observeCa(metrics, state.signer.chain, 1 + state.publishedChains.length);
+        },
+      },
+    );
+  } catch (err) {
+    void pool.close();
+    throw err;
+  }
+  if (intervalMs > 0) source.start();
+  return {
+    source,
+    close: async () => {
+      source.close();
+      await pool.close();
+    },
+    healthy: () => pool.healthy(),
+  };
+}
+
 function observeCa(metrics: Metrics, chain: readonly Uint8Array[], chains: number): void {
   const issuing = chain[0];
   if (issuing) metrics.caNotAfter.set(Date.parse(new X509Certificate(issuing).validTo) / 1000);
@@ -135,6 +227,9 @@ function observeCa(metrics: Metrics, chain: readonly Uint8Array[], chains: numbe
 }
 
 export async function createSigner(config: ServerConfig, clock: Clock): Promise<CaSigner> {
+  if (config.ca.type === 'pkcs11') {
+    throw new CaLoadError('the pkcs11 CA is a source (createSignerSource), not a fixed signer');
+  }
   if (config.ca.type === 'file') {
     return loadFileSigner(
       { cert: config.ca.cert!, key: config.ca.key!, keyPasswordFile: config.ca.keyPasswordFile },
@@ -154,7 +249,8 @@ export async function createApp(
     version: process.env.npm_package_version ?? 'dev',
   });
   let ca: CertificateAuthority;
-  let closeCa = (): void => undefined;
+  let closeCa = (): void | Promise<void> => undefined;
+  let signerHealthy = (): boolean => true;
   const audit = new AuditLog(
     overrides.auditLogger ?? createAuditLogger({ file: config.auditLogFile }),
   );
@@ -172,7 +268,8 @@ export async function createApp(
   } else {
     const made = await createSignerSource(config, clock, logger, metrics, overrides.ephemeralCa);
     ca = new CertificateAuthority(made.source, caOptions);
-    closeCa = made.close;
+    closeCa = () => made.close();
+    if (made.healthy) signerHealthy = made.healthy;
   }
   metrics.trackCaChains(
     () => caChainValidity(ca.trustBundle()),
@@ -220,7 +317,7 @@ export async function createApp(
   let ready = true;
   const health = {
     ready: () => ready,
-    checks: () => readinessChecks(ca, clock),
+    checks: () => readinessChecks(ca, clock, signerHealthy),
   };
   const api = createApiHandler({
     ra,
@@ -238,7 +335,7 @@ export async function createApp(
     trustBundle: () => ca.trustBundle(),
     issuers: () => identity.describe(),
     // The same readiness as /readyz: not ready while draining or when the CA is unusable.
-    ready: () => ready && readinessChecks(ca, clock).every((check) => check.ok),
+    ready: () => ready && readinessChecks(ca, clock, signerHealthy).every((check) => check.ok),
     metrics,
     logger,
     trustedProxies: config.trustedProxies,
@@ -254,7 +351,7 @@ export async function createApp(
     setReady: (r) => (ready = r),
     isReady: () => ready,
     close: async () => {
-      closeCa();
+      await closeCa();
       identity.close();
       await rateLimiting?.close();
     },
@@ -266,12 +363,16 @@ export async function createApp(
  * signer is usable (its issuing certificate is within its validity, so leaves can be
  * issued) and the trust bundle is loaded (every published chain has certificates).
  */
-function readinessChecks(ca: CertificateAuthority, clock: Clock): ReadinessCheck[] {
+function readinessChecks(
+  ca: CertificateAuthority,
+  clock: Clock,
+  signerHealthy: () => boolean,
+): ReadinessCheck[] {
   const now = clock.now().getTime();
   let signer = false;
   let trustBundle = false;
   try {
-    signer = ca.notAfterLimit.getTime() > now;
+    signer = ca.notAfterLimit.getTime() > now && signerHealthy();
   } catch {
     signer = false;
   }

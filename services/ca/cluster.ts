@@ -79,7 +79,7 @@ export function clusterWorkerId(): number | undefined {
   return cluster.worker?.id;
 }
 
-/** In a worker: asks the primary for the ephemeral CA (null when the CA is file-based). */
+/** In a worker: asks the primary for the ephemeral CA (null when the CA is a file or an HSM). */
 export function caFromPrimary(): Promise<CaReply['ca']> {
   return new Promise((resolve) => {
     const onMessage = (message: unknown) => {
@@ -104,7 +104,7 @@ function listenOn(server: Server, host: string, port: number): Promise<number> {
 
 export async function runPrimary(config: ServerConfig, logger: Logger): Promise<void> {
   const count = workerCount(config);
-  const ca = config.ca.type === 'file' ? null : await createEphemeralCaForWorkers();
+  const ca = config.ca.type === 'ephemeral' ? await createEphemeralCaForWorkers() : null;
   const metricsServer = createClusterMetricsServer();
   drainable(metricsServer);
   const metricsPort = await listenOn(metricsServer, config.metricsHost, config.metricsPort);

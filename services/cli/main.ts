@@ -3,6 +3,7 @@
  * `mayfly <command> [options]`: operator commands. Each command lives in its own file and
  * exports `run(argv): Promise<number>` (the exit status); this table is the only dispatch.
  */
+import * as ca from './ca';
 import * as serve from './serve';
 import * as signingConfig from './signing-config';
 import * as trustedRoot from './trusted-root';
@@ -10,6 +11,10 @@ import * as trustedRoot from './trusted-root';
 type Command = { readonly summary: string; run(argv: string[]): Promise<number> };
 
 const COMMANDS: Readonly<Record<string, Command>> = {
+  ca: {
+    summary: 'key ceremony: create the root and intermediate (HSM or files), rotate, promote',
+    run: ca.run,
+  },
   'trusted-root': {
     summary: 'write a Sigstore TrustedRoot (CA chains, TSA chain, CT logs) for verifiers',
     run: trustedRoot.run,

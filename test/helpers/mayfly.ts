@@ -16,6 +16,7 @@ import type {
 import { loadServerConfig } from '../../services/ca/config/loader';
 import type { ServerConfig } from '../../services/ca/config/schema';
 import type { CaSigner } from '../../services/common/signer/signer';
+import { softHsmCaSigner } from './softhsm';
 import {
   startDevIssuer,
   type DevIssuer,
@@ -97,8 +98,14 @@ export async function startTestCa(options: TestCaOptions = {}): Promise<TestCa> 
   const logger =
     options.logger ?? (process.env.MAYFLY_TEST_LOGS ? createLogger('debug') : silentLogger);
   let signs = 0;
+  // MAYFLY_TEST_CA=pkcs11 (set by the *-pkcs11 e2e files): the CA key in a SoftHSM2 token.
+  const hsmCa =
+    !options.overrides?.signer && process.env.MAYFLY_TEST_CA === 'pkcs11'
+      ? await softHsmCaSigner()
+      : undefined;
   const base =
     options.overrides?.signer ??
+    hsmCa?.signer ??
     (await createSigner(config, options.overrides?.clock ?? systemClock));
   const app = await createApp(config, logger, {
     discoveryRetryMs: 0,
@@ -126,6 +133,7 @@ export async function startTestCa(options: TestCaOptions = {}): Promise<TestCa> 
         await new Promise<void>((resolve) => server!.close(() => resolve()));
       }
       await app.close();
+      await hsmCa?.close();
       await issuer.close();
     },
   };

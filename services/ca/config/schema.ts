@@ -97,7 +97,7 @@ export const serverConfigSchema = z
       }),
     ca: z
       .object({
-        type: z.enum(['ephemeral', 'file']).default('ephemeral'),
+        type: z.enum(['ephemeral', 'file', 'pkcs11']).default('ephemeral'),
         cert: z.string().min(1).optional(),
         key: z.string().min(1).optional(),
         keyPasswordFile: z.string().min(1).optional(),
@@ -115,12 +115,53 @@ export const serverConfigSchema = z
          * KMS or HSM that hangs must not hold requests open until their clients give up).
          */
         signTimeoutMs: z.number().int().min(1).max(600000).default(10000),
+        /** The `pkcs11` CA: the key in an HSM (the chain still comes from `cert`). */
+        pkcs11: z
+          .object({
+            /** The vendor's PKCS#11 library (a path, or a name the loader finds). */
+            module: z.string().min(1).optional(),
+            tokenLabel: z.string().min(1).optional(),
+            /**
+             * The private key's CKA_LABEL. Unset: the key whose CKA_ID is the issuing
+             * certificate's subject key identifier (how `mayfly ca create` marks keys), so a
+             * rotation is a change of the chain files only.
+             */
+            keyLabel: z.string().min(1).optional(),
+            /** A file holding the user PIN (a Kubernetes Secret); never logged. */
+            pinFile: z.string().min(1).optional(),
+            /** Sessions kept open and signing at once; size to the HSM and UV_THREADPOOL_SIZE. */
+            sessions: z.number().int().min(1).max(256).default(4),
+            /** Signatures allowed to wait for a session; beyond that, a 500 at once. */
+            maxQueue: z.number().int().min(0).max(100000).default(1024),
+            rsaPadding: z.enum(['pkcs1', 'pss']).default('pkcs1'),
+            /** Pause between reconnect attempts while the token is unreachable. */
+            reconnectIntervalMs: z.number().int().min(10).max(600000).default(1000),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       // Checked here rather than on the whole config: zod skips an object's refinements
       // when any of its fields failed, and a missing CA key must be reported together with
       // every other problem.
       .superRefine((ca, ctx) => {
+        if (ca.type === 'pkcs11') {
+          if (!ca.cert)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['cert'],
+              message: 'required when ca.type is pkcs11',
+            });
+          for (const field of ['module', 'tokenLabel', 'pinFile'] as const) {
+            if (!ca.pkcs11?.[field])
+              ctx.addIssue({
+                code: 'custom',
+                path: ['pkcs11', field],
+                message: 'required when ca.type is pkcs11',
+              });
+          }
+          return;
+        }
         if (ca.type !== 'file') return;
         if (!ca.cert)
           ctx.addIssue({

@@ -50,6 +50,31 @@ export function signatureAlgorithmFor(
         algorithmParams: new asn1js.Null(),
       });
     }
+    case 'rsa-pss': {
+      // An RSA CA key that signs with PSS (the pkcs11 signer's rsaPadding: pss): RFC 4055
+      // parameters, MGF1 with the same hash, salt as long as the hash.
+      const name = hash ?? 'sha256';
+      const digest = new pkijs.AlgorithmIdentifier({
+        algorithmId: {
+          sha256: '2.16.840.1.101.3.4.2.1',
+          sha384: '2.16.840.1.101.3.4.2.2',
+          sha512: '2.16.840.1.101.3.4.2.3',
+        }[name],
+        algorithmParams: new asn1js.Null(),
+      });
+      const params = new pkijs.RSASSAPSSParams({
+        hashAlgorithm: digest,
+        maskGenAlgorithm: new pkijs.AlgorithmIdentifier({
+          algorithmId: '1.2.840.113549.1.1.8',
+          algorithmParams: digest.toSchema(),
+        }),
+        saltLength: { sha256: 32, sha384: 48, sha512: 64 }[name],
+      });
+      return new pkijs.AlgorithmIdentifier({
+        algorithmId: '1.2.840.113549.1.1.10',
+        algorithmParams: params.toSchema(),
+      });
+    }
     case 'ed25519':
       return new pkijs.AlgorithmIdentifier({ algorithmId: '1.3.101.112' });
     default:

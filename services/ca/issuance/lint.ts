@@ -157,6 +157,11 @@ function readExtensions(der: Uint8Array, wrapper: Tlv): Map<string, Extension> |
   return found;
 }
 
+/** AlgorithmIdentifier with id-RSASSA-PSS (an RSA CA key in an HSM that signs with PSS). */
+function isRsaPss(algorithm: Uint8Array): boolean {
+  return Buffer.from(algorithm).includes(Buffer.from('06092a864886f70d01010a', 'hex'));
+}
+
 function signatureVerifies(tbs: Uint8Array, signature: Uint8Array, issuer: LintIssuer): boolean {
   try {
     switch (issuer.publicKey.asymmetricKeyType) {
@@ -166,7 +171,13 @@ function signatureVerifies(tbs: Uint8Array, signature: Uint8Array, issuer: LintI
         return verify(
           issuer.hash,
           tbs,
-          { key: issuer.publicKey, padding: constants.RSA_PKCS1_PADDING },
+          isRsaPss(issuer.signatureAlgorithm)
+            ? {
+                key: issuer.publicKey,
+                padding: constants.RSA_PKCS1_PSS_PADDING,
+                saltLength: constants.RSA_PSS_SALTLEN_DIGEST,
+              }
+            : { key: issuer.publicKey, padding: constants.RSA_PKCS1_PADDING },
           signature,
         );
       default:

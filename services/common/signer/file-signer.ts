@@ -85,6 +85,15 @@ export function validateChain(
   key: KeyObject,
   clock: Clock,
 ): void {
+  validateChainShape(chain, clock);
+  if (!chain[0]!.checkPrivateKey(key)) throw new CaLoadError('public keys are not equal');
+}
+
+/**
+ * validateChain without the private key (a key in an HSM is proven by a signature instead):
+ * links, CA flags, dates, EKU codeSigning on an intermediate, and the key policy.
+ */
+export function validateChainShape(chain: readonly X509Certificate[], clock: Clock): void {
   const now = clock.now().getTime();
   chain.forEach((cert, i) => {
     const parent = chain[i + 1] ?? cert;
@@ -105,11 +114,11 @@ export function validateChain(
       'certificate must have extended key usage code signing set to sign code signing certificates',
     );
   }
-  if (!issuing.checkPrivateKey(key)) throw new CaLoadError('public keys are not equal');
+  assertCaKeyAcceptable(issuing.publicKey);
 }
 
 /** The CA key itself must meet the policy clients are held to (goodkey, Fulcio's check). */
-function assertCaKeyAcceptable(key: KeyObject): void {
+export function assertCaKeyAcceptable(key: KeyObject): void {
   const details = key.asymmetricKeyDetails ?? {};
   const ok =
     (key.asymmetricKeyType === 'ec' &&

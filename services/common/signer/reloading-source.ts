@@ -9,7 +9,7 @@ import {
   signerFromContents,
   type FileCaPaths,
 } from './file-signer';
-import type { SignerSource, SigningState } from './signer';
+import type { CaSigner, SignerSource, SigningState } from './signer';
 
 /**
  * The `file` CA, re-read when its files change: a Kubernetes Secret update (which swaps
@@ -22,7 +22,9 @@ import type { SignerSource, SigningState } from './signer';
  * previous CA keeps signing. A request holds the state it started with until it is done.
  */
 
-export interface ReloadingCaPaths extends FileCaPaths {
+export interface ReloadingCaPaths extends Omit<FileCaPaths, 'key'> {
+  /** The file CA's key; absent when the key lives elsewhere (`signerFrom`, e.g. an HSM). */
+  readonly key?: string | undefined;
   /** The next CA's chain: published in the trust bundle, never signing. */
   readonly nextCert?: string | undefined;
   /** A retired CA's chain: still published after a rotation. */
@@ -40,8 +42,20 @@ export interface ReloadingSourceOptions {
   readonly debounceMs?: number;
   /** Watch the folders (default true). */
   readonly watch?: boolean;
+  /**
+   * Makes the signer from the files read (default: the file CA, chain and key). The
+   * PKCS#11 CA binds the chain to its key in the token here, and proves the pair matches.
+   */
+  readonly signerFrom?: (contents: ReadContents) => CaSigner;
   /** Called after every attempt that found changed files, and at the first load. */
   readonly onReload?: (result: ReloadResult, state: SigningState) => void;
+}
+
+/** The files as read: the chain always, the key and its password when configured. */
+export interface ReadContents {
+  readonly certPem: string;
+  readonly keyPem?: string | undefined;
+  readonly password?: string | undefined;
 }
 
 interface Snapshot {
@@ -77,15 +91,22 @@ function snapshot(paths: ReloadingCaPaths): Snapshot {
   return { fingerprint: hash.digest('hex'), texts };
 }
 
-function stateFrom(snap: Snapshot, clock: Clock): SigningState {
-  const signer = signerFromContents(
-    {
-      certPem: snap.texts.get('cert')!,
-      keyPem: snap.texts.get('key')!,
-      password: snap.texts.get('password')?.replace(/\r?\n$/, ''),
-    },
-    clock,
-  );
+function stateFrom(
+  snap: Snapshot,
+  clock: Clock,
+  signerFrom: ((contents: ReadContents) => CaSigner) | undefined,
+): SigningState {
+  const contents = {
+    certPem: snap.texts.get('cert')!,
+    keyPem: snap.texts.get('key'),
+    password: snap.texts.get('password')?.replace(/\r?\n$/, ''),
+  };
+  let signer: CaSigner;
+  if (signerFrom) signer = signerFrom(contents);
+  else {
+    if (contents.keyPem === undefined) throw new CaLoadError('the file CA has no key file');
+    signer = signerFromContents({ ...contents, keyPem: contents.keyPem }, clock);
+  }
   const published: Uint8Array[][] = [];
   for (const [name, what] of [
     ['next', 'next CA chain'],
@@ -111,7 +132,7 @@ export class ReloadingFileSource implements SignerSource {
     private readonly options: ReloadingSourceOptions,
   ) {
     const snap = snapshot(paths);
-    this.state = stateFrom(snap, options.clock);
+    this.state = stateFrom(snap, options.clock, options.signerFrom);
     this.fingerprint = snap.fingerprint;
     options.onReload?.('reloaded', this.state);
   }
@@ -154,7 +175,7 @@ export class ReloadingFileSource implements SignerSource {
     if (snap.fingerprint === this.refusedFingerprint) return 'refused';
     let next: SigningState;
     try {
-      next = stateFrom(snap, this.options.clock);
+      next = stateFrom(snap, this.options.clock, this.options.signerFrom);
     } catch (err) {
       return this.refuse(snap.fingerprint, err);
     }

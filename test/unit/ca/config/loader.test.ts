@@ -45,7 +45,7 @@ function problemsOf(load: () => unknown): readonly string[] {
 
 function setting(config: ServerConfig, path: readonly string[]): unknown {
   let node: unknown = config;
-  for (const key of path) node = (node as Record<string, unknown>)[key];
+  for (const key of path) node = (node as Record<string, unknown> | undefined)?.[key];
   return node;
 }
 
@@ -288,6 +288,17 @@ describe('loadServerConfig from the environment', () => {
     MAYFLY_CA_PREVIOUS_CERT: { text: '/ca/previous.pem', want: '/ca/previous.pem' },
     MAYFLY_CA_RELOAD_INTERVAL_MS: { text: '5000', want: 5000 },
     MAYFLY_CA_SIGN_TIMEOUT_MS: { text: '2500', want: 2500 },
+    MAYFLY_CA_PKCS11_MODULE: {
+      text: '/usr/lib/softhsm/libsofthsm2.so',
+      want: '/usr/lib/softhsm/libsofthsm2.so',
+    },
+    MAYFLY_CA_PKCS11_TOKEN_LABEL: { text: 'mayfly-ca', want: 'mayfly-ca' },
+    MAYFLY_CA_PKCS11_KEY_LABEL: { text: 'intermediate-2026', want: 'intermediate-2026' },
+    MAYFLY_CA_PKCS11_PIN_FILE: { text: '/run/secrets/pin', want: '/run/secrets/pin' },
+    MAYFLY_CA_PKCS11_SESSIONS: { text: '8', want: 8 },
+    MAYFLY_CA_PKCS11_MAX_QUEUE: { text: '50', want: 50 },
+    MAYFLY_CA_PKCS11_RSA_PADDING: { text: 'pss', want: 'pss' },
+    MAYFLY_CA_PKCS11_RECONNECT_MS: { text: '250', want: 250 },
     MAYFLY_SHUTDOWN_GRACE_MS: { text: '1000', want: 1000 },
     MAYFLY_SHUTDOWN_DELAY_MS: { text: '1500', want: 1500 },
     MAYFLY_SHUTDOWN_IDLE_MS: { text: '5000', want: 5000 },
@@ -467,6 +478,40 @@ describe('loadServerConfig refusals', () => {
     );
     expect(problems.find((p) => p.startsWith('ca.cert'))).toContain('MAYFLY_CA_CERT');
     expect(problems.find((p) => p.startsWith('ca.key'))).toContain('MAYFLY_CA_KEY');
+  });
+
+  it('refuses MAYFLY_CA=pkcs11 without a chain, module, token label and PIN file, naming each', () => {
+    const problems = problemsOf(() => loadServerConfig({ env: { MAYFLY_CA: 'pkcs11' } }));
+    expect(problems).toHaveLength(4);
+    for (const env of [
+      'MAYFLY_CA_CERT',
+      'MAYFLY_CA_PKCS11_MODULE',
+      'MAYFLY_CA_PKCS11_TOKEN_LABEL',
+      'MAYFLY_CA_PKCS11_PIN_FILE',
+    ])
+      expect(problems.find((p) => p.includes(env))).toContain('required when ca.type is pkcs11');
+  });
+
+  it('reads the pkcs11 CA from YAML, with the PIN file relative to the config file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mayfly-pkcs11-config-'));
+    const file = join(dir, 'server.yaml');
+    writeFileSync(
+      file,
+      'ca:\n  type: pkcs11\n  cert: chain.pem\n  pkcs11:\n    module: /usr/lib/softhsm/libsofthsm2.so\n    tokenLabel: mayfly-ca\n    pinFile: pin\n    sessions: 2\n',
+    );
+    const config = loadServerConfig({ configPath: file, env: {} });
+    expect(config.ca).toMatchObject({
+      type: 'pkcs11',
+      cert: join(dir, 'chain.pem'),
+      pkcs11: {
+        module: '/usr/lib/softhsm/libsofthsm2.so',
+        tokenLabel: 'mayfly-ca',
+        pinFile: join(dir, 'pin'),
+        sessions: 2,
+        maxQueue: 1024,
+        rsaPadding: 'pkcs1',
+      },
+    });
   });
 
   it('refuses MAYFLY_CA=file with a certificate but no key', () => {
