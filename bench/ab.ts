@@ -19,6 +19,8 @@ import { peakRssMb, processTree } from './lib/proc';
  *                                               # same build, MAYFLY_STAGE_BATCHING
  *   node dist/bench/ab.js --scenario semispace --semi 2
  *                                               # node --max-semi-space-size=2 vs node's default
+ *   node dist/bench/ab.js --scenario memory --semi 2
+ *                                               # the above and MALLOC_ARENA_MAX=2 vs defaults
  *   node dist/bench/ab.js --scenario build --base DIR
  *                                               # this build vs another (e.g. a base commit
  *                                               # built in DIR), same settings
@@ -150,6 +152,18 @@ async function main(): Promise<void> {
         nodeArgs: [`--max-semi-space-size=${mb}`],
       },
       { name: 'node default', mainJs: thisMain, env: {} },
+    ];
+  } else if (values.scenario === 'memory') {
+    const mb = Number(values.semi);
+    question = `the memory settings of the image (node --max-semi-space-size=${mb} and MALLOC_ARENA_MAX=2: glibc keeps two malloc arenas instead of eight per core for OpenSSL's and libuv's threads) against node's and glibc's defaults, same build`;
+    sides = [
+      {
+        name: 'image memory settings',
+        mainJs: thisMain,
+        env: { MALLOC_ARENA_MAX: '2' },
+        nodeArgs: [`--max-semi-space-size=${mb}`],
+      },
+      { name: 'defaults', mainJs: thisMain, env: {} },
     ];
   } else throw new Error(`unknown scenario ${values.scenario}`);
 
