@@ -755,6 +755,7 @@ async function main(): Promise<void> {
     ].join('\n');
     const resultFile = join(outDir, profile.smoke ? 'versus-smoke.md' : `versus-${stamp}.md`);
     writeFileSync(resultFile, markdown);
+    if (!profile.smoke) writeFileSync(join(outDir, 'versus-latest.md'), markdown);
     log(`results: ${resultFile}`);
     process.stdout.write(`${resultFile}\n`);
     return;
