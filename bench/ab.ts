@@ -7,6 +7,7 @@ import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
+import { peakRssMb, processTree } from './lib/proc';
 
 /**
  * A/B comparison of two ways to run mayfly under the same load, in one run: rounds alternate
@@ -16,6 +17,10 @@ import { runLoad, type LoadResult, type RequestShape } from './lib/load';
  *
  *   node dist/bench/ab.js --scenario batching   # stage batching (next-turn) on vs off,
  *                                               # same build, MAYFLY_STAGE_BATCHING
+ *   node dist/bench/ab.js --scenario semispace --semi 2
+ *                                               # node --max-semi-space-size=2 vs node's default
+ *   node dist/bench/ab.js --scenario memory --semi 2
+ *                                               # the above and MALLOC_ARENA_MAX=2 vs defaults
  *   node dist/bench/ab.js --scenario build --base DIR
  *                                               # this build vs another (e.g. a base commit
  *                                               # built in DIR), same settings
@@ -30,6 +35,8 @@ interface Side {
   readonly name: string;
   readonly mainJs: string;
   readonly env: Record<string, string>;
+  /** node options before the script (e.g. V8 heap flags). */
+  readonly nodeArgs?: readonly string[];
 }
 
 const children = new Set<ChildProcess>();
@@ -40,7 +47,7 @@ process.once('exit', () => {
 async function startServer(side: Side, dir: string, env: Record<string, string>) {
   const out = join(dir, `${side.name.replace(/\W+/g, '-')}.log`);
   const fd = openSync(out, 'w');
-  const child = spawn(process.execPath, [side.mainJs], {
+  const child = spawn(process.execPath, [...(side.nodeArgs ?? []), side.mainJs], {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH ?? '',
@@ -106,6 +113,7 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '8' },
       warmup: { type: 'string', default: '3' },
       connections: { type: 'string', default: '16' },
+      semi: { type: 'string', default: '2' },
       out: { type: 'string' },
     },
     strict: true,
@@ -133,6 +141,30 @@ async function main(): Promise<void> {
       { name: 'this build', mainJs: thisMain, env: {} },
       { name: 'base build', mainJs: join(base, 'dist/services/ca/main.js'), env: {} },
     ];
+  } else if (values.scenario === 'semispace') {
+    const mb = Number(values.semi);
+    question = `V8's young generation capped (node --max-semi-space-size=${mb}, MB) against node's default, same build`;
+    sides = [
+      {
+        name: `semi-space ${mb} MB`,
+        mainJs: thisMain,
+        env: {},
+        nodeArgs: [`--max-semi-space-size=${mb}`],
+      },
+      { name: 'node default', mainJs: thisMain, env: {} },
+    ];
+  } else if (values.scenario === 'memory') {
+    const mb = Number(values.semi);
+    question = `the memory settings of the image (node --max-semi-space-size=${mb} and MALLOC_ARENA_MAX=2: glibc keeps two malloc arenas instead of eight per core for OpenSSL's and libuv's threads) against node's and glibc's defaults, same build`;
+    sides = [
+      {
+        name: 'image memory settings',
+        mainJs: thisMain,
+        env: { MALLOC_ARENA_MAX: '2' },
+        nodeArgs: [`--max-semi-space-size=${mb}`],
+      },
+      { name: 'defaults', mainJs: thisMain, env: {} },
+    ];
   } else throw new Error(`unknown scenario ${values.scenario}`);
 
   const dir = scratchDir();
@@ -145,6 +177,7 @@ async function main(): Promise<void> {
   }));
   const env = { MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir) };
   const results = new Map<string, LoadResult[]>(sides.map((s) => [s.name, []]));
+  const peaks = new Map<string, number[]>(sides.map((s) => [s.name, []]));
   const load: number[] = [loadavg()[0]!];
   const started = new Date();
   for (let round = 0; round < rounds; round++) {
@@ -165,6 +198,7 @@ async function main(): Promise<void> {
         await run(warmup);
         const result = await run(seconds);
         results.get(side.name)!.push(result);
+        peaks.get(side.name)!.push(Math.max(...peakRssMb(processTree(server.pid))));
         process.stderr.write(
           `round ${round + 1} ${side.name}: ${fmt(result.certificatesPerSecond)} certs/s, ${fmt(result.cpuSecondsPer1000, 3)} CPU-s/1000, p99 ${result.p99} ms, ${result.failures} failures\n`,
         );
@@ -178,7 +212,7 @@ async function main(): Promise<void> {
 
   const [a, b] = sides.map((s) => results.get(s.name)!);
   const row = (name: string, rs: readonly LoadResult[]) =>
-    `| ${name} | ${rs.map((r) => fmt(r.cpuSecondsPer1000, 3)).join(' / ')} | **${fmt(median(rs.map((r) => r.cpuSecondsPer1000)), 3)}** | ${fmt(median(rs.map((r) => r.certificatesPerSecond)))} | ${fmt(median(rs.map((r) => r.p50)))} | ${fmt(median(rs.map((r) => r.p99)))} | ${rs.reduce((n, r) => n + r.failures, 0)} |`;
+    `| ${name} | ${rs.map((r) => fmt(r.cpuSecondsPer1000, 3)).join(' / ')} | **${fmt(median(rs.map((r) => r.cpuSecondsPer1000)), 3)}** | ${fmt(median(rs.map((r) => r.certificatesPerSecond)))} | ${fmt(median(rs.map((r) => r.p50)))} | ${fmt(median(rs.map((r) => r.p99)))} | ${fmt(median(peaks.get(name)!), 1)} | ${rs.reduce((n, r) => n + r.failures, 0)} |`;
   const cpuA = median(a!.map((r) => r.cpuSecondsPer1000));
   const cpuB = median(b!.map((r) => r.cpuSecondsPer1000));
   const perRound = a!.map((r, i) => r.cpuSecondsPer1000 / b![i]!.cpuSecondsPer1000 - 1);
@@ -191,8 +225,8 @@ async function main(): Promise<void> {
     `- Load: POST /api/v2/signingCert, ES256 tokens, a fresh P-256 key and proof per request (2,000 fixtures), ${connections} keep-alive connections, closed loop; each round a fresh server process, ${warmup} s warm-up then ${seconds} s measured; ${rounds} rounds per side, alternating (A B, B A, ...). Rate limits off; info logs and the audit log to files.`,
     `- Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, shared with other engineers' work while this ran: load average (1 min) ${load.map((l) => l.toFixed(1)).join(' → ')}. Compare the two sides of this run only, not with other files.`,
     '',
-    '| side | server CPU-s per 1,000 certificates, each round | median | certs/s (median) | p50 ms | p99 ms | failures |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| side | server CPU-s per 1,000 certificates, each round | median | certs/s (median) | p50 ms | p99 ms | peak RSS MB (median) | failures |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     row(sides[0].name, a!),
     row(sides[1].name, b!),
     '',

@@ -7,11 +7,20 @@ import { startDevIssuer, type DevIssuer } from '../services/dev-issuer/dev-issue
 import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { startRedis as startTestRedis } from '../test/helpers/redis';
 import { generousLimitsFile, makeFixtures, scratchDir, type Fixture } from './lib/fixtures';
+import { fulcioBinary, startFulcio } from './lib/fulcio';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
 import { latencyPlot, type LoadPoint } from './lib/plot';
 import { load1, machineFacts, peakRssMb, processTree, rssMb } from './lib/proc';
 import { summarizeProfile, type ProfileSummary } from './lib/profile';
+import { makeSoakCa } from './lib/soak/ca';
+import {
+  renderVersus,
+  runVersus,
+  versusTargets,
+  type Contender,
+  type VersusResult,
+} from './lib/versus';
 import { runMicro, type MicroReport } from './micro';
 
 /**
@@ -45,6 +54,13 @@ interface Profile {
   readonly connections: number;
   /** Peak runs are split into this many rounds that visit every scenario in turn. */
   readonly rounds: number;
+  /** mayfly versus Fulcio: closed-loop rounds (alternating), seconds each, connections. */
+  readonly versusRounds: number;
+  readonly versusSeconds: number;
+  readonly versusConnections: number;
+  /** mayfly versus Fulcio at fixed paces (200/s, 80 % of Fulcio's peak): rounds, seconds. */
+  readonly pacedRounds: number;
+  readonly pacedSeconds: number;
 }
 
 const FULL: Profile = {
@@ -60,6 +76,11 @@ const FULL: Profile = {
   profileSeconds: 8,
   connections: 16,
   rounds: 3,
+  versusRounds: 5,
+  versusSeconds: 4,
+  versusConnections: 32,
+  pacedRounds: 3,
+  pacedSeconds: 8,
 };
 
 const SMOKE: Profile = {
@@ -75,6 +96,11 @@ const SMOKE: Profile = {
   profileSeconds: 1,
   connections: 8,
   rounds: 1,
+  versusRounds: 1,
+  versusSeconds: 1,
+  versusConnections: 8,
+  pacedRounds: 1,
+  pacedSeconds: 1,
 };
 
 function log(line: string): void {
@@ -328,6 +354,8 @@ interface Report {
   readonly rounds: number;
   /** CPU the transport floor server burned per request to serve at a CA's pace (µs). */
   readonly transportBurnUs: number;
+  readonly versus: VersusResult;
+  readonly versusReference: string;
 }
 
 function ratio(a: number, b: number): number {
@@ -362,7 +390,11 @@ function renderReport(r: Report): string {
   );
 
   // Targets
-  const targets: [string, string, boolean | undefined][] = [];
+  const targets: [string, string, boolean | undefined][] = versusTargets(
+    r.versus,
+    'mayfly (defaults)',
+    r.versusReference,
+  ).map((t) => [t.what, t.measured, t.met]);
   if (main) {
     const x = ratio(usPerCert(main), floorUs);
     targets.push([
@@ -433,6 +465,8 @@ function renderReport(r: Report): string {
   for (const [what, measured, met] of targets)
     lines.push(`| ${what} | ${measured} | ${met === undefined ? '–' : met ? 'yes' : '**no**'} |`);
   lines.push('');
+
+  lines.push(...renderVersus(r.versus, r.versusReference));
 
   // Scenarios
   lines.push(
@@ -576,12 +610,79 @@ function renderReport(r: Report): string {
   return lines.join('\n');
 }
 
+/** mayfly with its defaults (and with two workers) against the real Fulcio, alternating. */
+async function versusPhase(o: {
+  profile: Profile;
+  dir: string;
+  issuerUrl: string;
+  ca: { chainFile: string; keyFile: string };
+  baseEnv: Record<string, string>;
+  fulcio: ReturnType<typeof fulcioBinary>;
+  requests: readonly RequestShape[];
+  notes: string[];
+}): Promise<{ versus: VersusResult; fulcioName: string }> {
+  const { profile, dir, issuerUrl, ca, baseEnv, fulcio, requests, notes } = o;
+  const contenders: Contender[] = [];
+  const fulcioName = 'Fulcio' + ('skipped' in fulcio ? '' : ` ${fulcio.version}`);
+  if (!('skipped' in fulcio)) {
+    let fulcioCount = 0;
+    contenders.push({
+      name: fulcioName,
+      what: `the reference Fulcio (Go), built offline from Debian’s packages by scripts/go-refs.sh, \`serve --ca=fileca\` with the same chain and key files, the same issuer in its JSON identity config, no CT log, its default settings otherwise (GOMAXPROCS: every core it may use)`,
+      start: async () => {
+        const server = await startFulcio({
+          binary: fulcio.path,
+          dir,
+          name: `fulcio-${++fulcioCount}`,
+          issuerUrl,
+          chainFile: ca.chainFile,
+          keyFile: ca.keyFile,
+        });
+        children.add(server.child);
+        return { pid: server.pid, url: server.url, stop: stopper(server.child) };
+      },
+      requests,
+      okStatus: 200,
+    });
+  }
+  contenders.push({
+    name: 'mayfly (defaults)',
+    what: 'the compiled service with its default settings (MAYFLY_WORKERS unset), the file CA, rate limits off, info logs and the audit log to files',
+    start: () => startMayfly('mayfly-versus', dir, baseEnv),
+    requests,
+    okStatus: 200,
+  });
+  contenders.push({
+    name: 'mayfly, 2 workers',
+    what: 'as mayfly (defaults) with MAYFLY_WORKERS=2 (node cluster: a primary and two workers)',
+    start: () => startMayfly('mayfly-versus-workers', dir, { ...baseEnv, MAYFLY_WORKERS: '2' }),
+    requests,
+    okStatus: 200,
+  });
+  log(`versus ${fulcioName}`);
+  const versus = await runVersus({
+    contenders,
+    reference: fulcioName,
+    steadyRate: 200,
+    rounds: profile.versusRounds,
+    seconds: profile.versusSeconds,
+    connections: profile.versusConnections,
+    warmupSeconds: profile.warmupSeconds,
+    pacedRounds: profile.pacedRounds,
+    pacedSeconds: profile.pacedSeconds,
+    log,
+    notes,
+  });
+
+  return { versus, fulcioName };
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     args: process.argv.slice(2),
-    options: { smoke: { type: 'boolean' }, out: { type: 'string' } },
+    options: { smoke: { type: 'boolean' }, versus: { type: 'boolean' }, out: { type: 'string' } },
     strict: true,
     allowPositionals: false,
   });
@@ -606,6 +707,62 @@ async function main(): Promise<void> {
   const fixtures = await makeFixtures(issuer, profile.fixtures, 'ES256');
   const rsaFixtures = await makeFixtures(issuer, Math.min(profile.fixtures, 500), 'RS256', 'rs');
 
+  // One file CA for every server, Fulcio included: a P-256 root and an issuing intermediate.
+  const ca = await makeSoakCa(dir);
+  const baseEnv = {
+    MAYFLY_IDENTITY_CONFIG: identityConfig,
+    MAYFLY_RATELIMITS: 'off',
+    MAYFLY_CA: 'file',
+    MAYFLY_CA_CERT: ca.chainFile,
+    MAYFLY_CA_KEY: ca.keyFile,
+  };
+  const fulcio = fulcioBinary();
+  if ('skipped' in fulcio) {
+    const line = `Fulcio peer skipped: it cannot be built on this machine (${fulcio.skipped})`;
+    log(`bench: ${line}`);
+    notes.push(line);
+  }
+
+  if (args.versus) {
+    // Only the comparison with Fulcio (quicker, for work on the targets of issue #18).
+    const { versus, fulcioName } = await versusPhase({
+      profile,
+      dir,
+      issuerUrl: issuer.url,
+      ca,
+      baseEnv,
+      fulcio,
+      requests: v2Requests(fixtures),
+      notes,
+    });
+    await issuer.close();
+    const stamp = started
+      .toISOString()
+      .replace(/[:.]/g, '-')
+      .replace(/-\d{3}Z$/, 'Z');
+    const facts = machineFacts();
+    const markdown = [
+      `# mayfly versus ${fulcioName} — ${started.toISOString()}`,
+      '',
+      `Command: \`npm run bench${profile.smoke ? ':smoke' : ''} -- --versus\`. ${facts.cpu}, ${facts.cores} cores, node ${facts.node}; load average ${loadBefore} before, ${load1()} after.`,
+      '',
+      '| target (issue #18) | measured | met |',
+      '|---|---|---|',
+      ...versusTargets(versus, 'mayfly (defaults)', fulcioName).map(
+        (t) => `| ${t.what} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`,
+      ),
+      '',
+      ...renderVersus(versus, fulcioName),
+      ...(notes.length ? ['## Notes', '', ...notes.map((n) => `- ${n}`), ''] : []),
+    ].join('\n');
+    const resultFile = join(outDir, profile.smoke ? 'versus-smoke.md' : `versus-${stamp}.md`);
+    writeFileSync(resultFile, markdown);
+    if (!profile.smoke) writeFileSync(join(outDir, 'versus-latest.md'), markdown);
+    log(`results: ${resultFile}`);
+    process.stdout.write(`${resultFile}\n`);
+    return;
+  }
+
   log('micro-benchmarks');
   const micro = await runMicro(issuer, fixtures, rsaFixtures, profile.microMs, log);
 
@@ -616,7 +773,6 @@ async function main(): Promise<void> {
     (micro.steps.find((s) => s.name.startsWith('of which: signature verify with the issuing key'))
       ?.cpuUs ?? 0);
   const scenarios: ScenarioResult[] = [];
-  const baseEnv = { MAYFLY_IDENTITY_CONFIG: identityConfig, MAYFLY_RATELIMITS: 'off' };
   interface Spec {
     readonly name: string;
     readonly what: string;
@@ -761,6 +917,18 @@ async function main(): Promise<void> {
   }
   await redis?.stop();
 
+  // mayfly with its defaults against the real Fulcio, alternating.
+  const { versus, fulcioName } = await versusPhase({
+    profile,
+    dir,
+    issuerUrl: issuer.url,
+    ca,
+    baseEnv,
+    fulcio,
+    requests: v2,
+    notes,
+  });
+
   // Latency versus load, one process.
   log('latency versus load');
   const curve: LoadPoint[] = [];
@@ -904,6 +1072,8 @@ async function main(): Promise<void> {
     connections: profile.connections,
     rounds: profile.rounds,
     transportBurnUs,
+    versus,
+    versusReference: fulcioName,
   };
   const markdown = renderReport(report);
   const resultFile = join(outDir, profile.smoke ? 'smoke.md' : `${stamp}.md`);

@@ -74,6 +74,19 @@ test('the benchmark command runs every scenario and writes its results and plot'
     expect(Number(cells[2]!.replace(/,/g, ''))).toBeGreaterThan(0);
     expect(cells[9]).toBe('0');
   }
+  // The real Fulcio is the peer (issue #18): measured beside mayfly, or skipped with a reason.
+  expect(report).toMatch(/## mayfly versus Fulcio/);
+  if (report.includes('Fulcio peer skipped:')) {
+    expect(report).toMatch(/Fulcio peer skipped: it cannot be built on this machine \(.+\)/);
+  } else {
+    const versus = report.slice(report.indexOf('## mayfly versus Fulcio'));
+    const fulcioRow = versus.split('\n').find((l) => /^\| Fulcio v\d/.test(l));
+    expect(fulcioRow).toBeDefined();
+    const cells = fulcioRow!.split('|').map((c) => c.trim());
+    expect(Number(cells[2]!.replace(/,/g, ''))).toBeGreaterThan(0);
+    expect(versus).toContain('| **mayfly (defaults) / Fulcio v');
+    expect(report).not.toMatch(/versus: .* (not measured|answered \d+ requests with a failure)/);
+  }
   const svg = readdirSync(out).find((f) => f.endsWith('.svg'));
   expect(svg).toBeDefined();
   expect(readFileSync(join(out, svg!), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>$/);
