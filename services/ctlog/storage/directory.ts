@@ -47,12 +47,18 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Lock files this process holds (the pid alone cannot tell two opens in one process apart). */
+const heldLocks = new Set<string>();
+
 function takeLock(file: string): void {
+  if (heldLocks.has(file))
+    throw new DirectoryLockedError(`the log directory is already open in this process (${file})`);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
       writeSync(fd, `${process.pid}\n`);
       closeSync(fd);
+      heldLocks.add(file);
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -254,6 +260,7 @@ export class DirectoryStorage implements LogStorage {
     try {
       const pid = Number(readFileSync(join(this.dir, 'lock'), 'utf8').trim());
       if (pid === process.pid) unlinkSync(join(this.dir, 'lock'));
+      heldLocks.delete(join(this.dir, 'lock'));
     } catch {
       // Already gone.
     }

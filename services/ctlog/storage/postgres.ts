@@ -106,6 +106,17 @@ export class PostgresStorage implements LogStorage {
     return s;
   }
 
+  /** One statement on a one-off connection (tests and tools: CREATE DATABASE). */
+  static async adminQuery(url: string, text: string): Promise<void> {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(text);
+    } finally {
+      await c.end();
+    }
+  }
+
   private async q<R extends pg.QueryResultRow>(
     text: string,
     values?: unknown[],
