@@ -152,6 +152,10 @@ export async function startCtlog(
       const s = app.listen(config.port, config.host, () => resolve(s));
       s.once('error', reject);
     });
+    // Longer than a load balancer's idle timeout, so the log never closes a kept-alive
+    // connection a client is about to reuse (Node's default is 5 s).
+    server.keepAliveTimeout = 65_000;
+    server.headersTimeout = 66_000;
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
