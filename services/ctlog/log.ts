@@ -82,7 +82,9 @@ export class CtLog {
     try {
       await this.storage.enqueue(entry);
     } catch (err) {
-      this.dropWaiter(hex, waiting.waiter);
+      // Nobody will await the waiter: it must never fire (an unhandled rejection would
+      // stop the process).
+      waiting.cancel();
       throw err;
     }
     const rec = await waiting.promise;
@@ -90,10 +92,11 @@ export class CtLog {
     return { sct: this.sct(rec), duplicate: false };
   }
 
-  private wait(hex: string): { promise: Promise<SequencedRecord>; waiter: Waiter } {
+  private wait(hex: string): { promise: Promise<SequencedRecord>; cancel: () => void } {
     let waiter!: Waiter;
+    let timer: NodeJS.Timeout | undefined;
     const promise = new Promise<SequencedRecord>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      timer = setTimeout(() => {
         this.dropWaiter(hex, waiter);
         reject(new LogUnavailableError('the entry was not sequenced in time'));
       }, this.options.submitTimeoutMs);
@@ -112,7 +115,16 @@ export class CtLog {
     list.push(waiter);
     this.waiters.set(hex, list);
     this.schedulePoll();
-    return { promise, waiter };
+    // Marked handled at once: it may be rejected (timeout, shutdown) before the submitter
+    // awaits it, while its enqueue is still in flight; the submitter still sees the error.
+    promise.catch(() => undefined);
+    return {
+      promise,
+      cancel: () => {
+        clearTimeout(timer);
+        this.dropWaiter(hex, waiter);
+      },
+    };
   }
 
   private dropWaiter(hex: string, waiter: Waiter): void {
