@@ -33,6 +33,36 @@ export class LogRequestError extends Error {}
 
 export const MAX_GET_ENTRIES = 256;
 
+/**
+ * Full tiles never change: kept in memory, least recently used out first, up to a byte
+ * budget. Partial tiles and the checkpoint are always read from storage.
+ */
+class TileCache {
+  private readonly entries = new Map<string, Buffer>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): Buffer | undefined {
+    const v = this.entries.get(key);
+    if (v) {
+      this.entries.delete(key);
+      this.entries.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, value: Buffer): void {
+    if (value.length > this.maxBytes || this.entries.has(key)) return;
+    this.entries.set(key, value);
+    this.bytes += value.length;
+    for (const [k, v] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(k);
+      this.bytes -= v.length;
+    }
+  }
+}
+
 interface Waiter {
   readonly resolve: (r: SequencedRecord) => void;
   readonly reject: (e: Error) => void;
@@ -51,6 +81,7 @@ export class CtLog {
   private pollTimer: NodeJS.Timeout | undefined;
   private polling = false;
   private cachedHead: { head: SignedTreeHead | undefined; at: number } | undefined;
+  private readonly fullTiles = new TileCache(64 * 1024 * 1024);
   /** Set by the composition root: true while a local sequencer leads. */
   localSequencer: () => boolean = () => false;
 
@@ -198,8 +229,10 @@ export class CtLog {
     const count = Math.floor((head?.size ?? 0) / TILE_WIDTH ** level);
     const w = width ?? TILE_WIDTH;
     if (index * TILE_WIDTH + w > count) return undefined;
-    const tile = await this.storage.tile(level, index);
+    const key = `${level}/${index}`;
+    const tile = this.fullTiles.get(key) ?? (await this.storage.tile(level, index));
     if (!tile || tile.length < w * HASH_SIZE) return undefined;
+    if (tile.length === TILE_WIDTH * HASH_SIZE) this.fullTiles.set(key, tile);
     return tile.subarray(0, w * HASH_SIZE);
   }
 
@@ -207,8 +240,15 @@ export class CtLog {
     const head = await this.head();
     const w = width ?? TILE_WIDTH;
     if (index * TILE_WIDTH + w > (head?.size ?? 0)) return undefined;
+    const key = `data/${index}`;
+    const cached = this.fullTiles.get(key);
+    if (cached) return width === undefined ? cached : dataTilePrefix(cached, w);
     const tile = await this.storage.dataTile(index);
-    return tile && dataTilePrefix(tile, w);
+    const data = tile && dataTilePrefix(tile, w);
+    // A full data tile: its 256th entry ends the stored bytes.
+    if (tile && width === undefined && data && data.length === tile.length)
+      this.fullTiles.set(key, tile);
+    return data;
   }
 
   issuer(fingerprint: Buffer): Promise<Buffer | undefined> {
