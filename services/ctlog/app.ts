@@ -113,7 +113,8 @@ export async function startCtlog(
       metrics,
       (records) => log.committed(records),
     );
-    log.localSequencer = () => sequencer.leading && storage.kind === 'directory';
+    // The sequencer in this process resolves its waiters itself; other replicas poll.
+    log.localSequencer = () => sequencer.leading;
     // Keep the checkpoint-age gauge fed from storage on every replica.
     const headTimer = setInterval(() => {
       log

@@ -142,13 +142,10 @@ export class Sequencer {
     const state = this.state;
     const pending = await this.storage.pending(this.options.maxBatch);
     this.metrics?.poolSize.set(pending.length);
-    const already = pending.length
-      ? await this.storage.sequenced(pending.map((p) => p.key))
-      : new Map<string, SequencedRecord>();
     const seen = new Set<string>();
     const fresh = pending.filter((p) => {
       const hex = p.key.toString('hex');
-      if (already.has(hex) || seen.has(hex)) return false;
+      if (seen.has(hex)) return false;
       seen.add(hex);
       return true;
     });
@@ -248,7 +245,7 @@ export class Sequencer {
     this.metrics?.batchSize.observe(entries.length);
     this.metrics?.batchSeconds.observe(seconds);
     this.metrics?.treeSize.set(size);
-    this.onCommitted([...records, ...already.values()]);
+    this.onCommitted(records);
     return entries.length;
   }
 }

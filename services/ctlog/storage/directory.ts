@@ -208,9 +208,10 @@ export class DirectoryStorage implements LogStorage {
 
   pending(limit: number): Promise<PendingEntry[]> {
     const out: PendingEntry[] = [];
-    for (const e of this.queue.values()) {
+    for (const [hex, e] of this.queue) {
       if (out.length >= limit) break;
-      out.push(e);
+      if (this.records.has(hex)) this.queue.delete(hex);
+      else out.push(e);
     }
     return Promise.resolve(out);
   }

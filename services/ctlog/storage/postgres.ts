@@ -70,6 +70,8 @@ export class PostgresStorage implements LogStorage {
   private leader: pg.Client | undefined;
   private leading = false;
   private closed = false;
+  private pendingCalls = 0;
+  private checkedAt = 0;
 
   private constructor(
     private readonly url: string,
@@ -226,7 +228,12 @@ export class PostgresStorage implements LogStorage {
         await c.connect();
       }
       if (this.leading) {
-        await this.leader.query('SELECT 1');
+        // The lock lives as long as the connection; a dead connection fails the next
+        // query. Commits are fenced on the tree head in any case.
+        if (Date.now() - this.checkedAt > 1000) {
+          await this.leader.query('SELECT 1');
+          this.checkedAt = Date.now();
+        }
         return true;
       }
       const res = await this.leader.query<{ ok: boolean }>(
@@ -246,8 +253,14 @@ export class PostgresStorage implements LogStorage {
     const c = this.leader;
     if (!c || !this.leading) return [];
     try {
+      // A submission queued while its twin was being sequenced is skipped here, and its
+      // row removed now and then.
+      if (++this.pendingCalls % 100 === 0)
+        await c.query('DELETE FROM ctlog_pending p USING ctlog_sequenced s WHERE s.key = p.key');
       const res = await c.query<{ body: Buffer }>(
-        'SELECT body FROM ctlog_pending ORDER BY id LIMIT $1',
+        `SELECT p.body FROM ctlog_pending p
+         WHERE NOT EXISTS (SELECT 1 FROM ctlog_sequenced s WHERE s.key = p.key)
+         ORDER BY p.id LIMIT $1`,
         [limit],
       );
       return res.rows.map((r) => decodePending(r.body));
@@ -257,62 +270,67 @@ export class PostgresStorage implements LogStorage {
     }
   }
 
+  /**
+   * One statement, so one round trip and one implicit transaction: the tree head moves only
+   * if it is still the one the batch was built on, and every other write of the batch is
+   * gated on that move (an unmatched head makes the whole batch write nothing).
+   */
   async commit(commit: Commit): Promise<void> {
     const c = this.leader;
     if (!c || !this.leading) throw new CommitConflictError();
     const head = commit.treeHead;
+    const tiles = [
+      ...commit.tiles,
+      ...commit.dataTiles.map((t) => ({ level: DATA_LEVEL, index: t.index, data: t.data })),
+    ];
+    const r = commit.records;
+    const moveHead = commit.previous
+      ? 'UPDATE ctlog_head SET size = $1, ts = $2, body = $3 WHERE id = 1 AND ts = $4 RETURNING 1'
+      : `INSERT INTO ctlog_head (id, size, ts, body) SELECT 1, $1, $2, $3 WHERE $4::bigint IS NULL
+         ON CONFLICT DO NOTHING RETURNING 1`;
+    const text = `
+      WITH head AS (${moveHead}),
+      tiles AS (
+        INSERT INTO ctlog_tiles (level, idx, data)
+        SELECT * FROM unnest($5::smallint[], $6::bigint[], $7::bytea[]) WHERE EXISTS (SELECT 1 FROM head)
+        ON CONFLICT (level, idx) DO UPDATE SET data = EXCLUDED.data),
+      issuers AS (
+        INSERT INTO ctlog_issuers (fingerprint, der)
+        SELECT * FROM unnest($8::bytea[], $9::bytea[]) WHERE EXISTS (SELECT 1 FROM head)
+        ON CONFLICT DO NOTHING),
+      sequenced AS (
+        INSERT INTO ctlog_sequenced (key, leaf_hash, idx, ts, signature)
+        SELECT * FROM unnest($10::bytea[], $11::bytea[], $12::bigint[], $13::bigint[], $14::bytea[])
+        WHERE EXISTS (SELECT 1 FROM head)),
+      done AS (
+        DELETE FROM ctlog_pending WHERE key = ANY($15::bytea[]) AND EXISTS (SELECT 1 FROM head))
+      SELECT count(*)::int AS moved FROM head`;
+    let moved: number;
     try {
-      await c.query('BEGIN');
-      const headRes = commit.previous
-        ? await c.query(
-            'UPDATE ctlog_head SET size = $1, ts = $2, body = $3 WHERE id = 1 AND ts = $4',
-            [head.size, head.timestamp, encodeTreeHead(head), commit.previous.timestamp],
-          )
-        : await c.query(
-            'INSERT INTO ctlog_head (id, size, ts, body) VALUES (1, $1, $2, $3) ON CONFLICT DO NOTHING',
-            [head.size, head.timestamp, encodeTreeHead(head)],
-          );
-      if (headRes.rowCount !== 1) throw new CommitConflictError();
-      const tiles = [
-        ...commit.tiles,
-        ...commit.dataTiles.map((t) => ({ level: DATA_LEVEL, index: t.index, data: t.data })),
-      ];
-      if (tiles.length > 0)
-        await c.query(
-          `INSERT INTO ctlog_tiles (level, idx, data)
-           SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
-           ON CONFLICT (level, idx) DO UPDATE SET data = EXCLUDED.data`,
-          [tiles.map((t) => t.level), tiles.map((t) => t.index), tiles.map((t) => t.data)],
-        );
-      if (commit.issuers.length > 0)
-        await c.query(
-          `INSERT INTO ctlog_issuers (fingerprint, der)
-           SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT DO NOTHING`,
-          [commit.issuers.map(fingerprint), commit.issuers],
-        );
-      const r = commit.records;
-      if (r.length > 0)
-        await c.query(
-          `INSERT INTO ctlog_sequenced (key, leaf_hash, idx, ts, signature)
-           SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bytea[])`,
-          [
-            r.map((x) => x.key),
-            r.map((x) => x.leafHash),
-            r.map((x) => x.index),
-            r.map((x) => x.timestamp),
-            r.map((x) => x.signature),
-          ],
-        );
-      if (commit.done.length > 0)
-        await c.query('DELETE FROM ctlog_pending WHERE key = ANY($1::bytea[])', [commit.done]);
-      await c.query('COMMIT');
+      const res = await c.query<{ moved: number }>(text, [
+        head.size,
+        head.timestamp,
+        encodeTreeHead(head),
+        commit.previous?.timestamp ?? null,
+        tiles.map((t) => t.level),
+        tiles.map((t) => t.index),
+        tiles.map((t) => t.data),
+        commit.issuers.map(fingerprint),
+        commit.issuers,
+        r.map((x) => x.key),
+        r.map((x) => x.leafHash),
+        r.map((x) => x.index),
+        r.map((x) => x.timestamp),
+        r.map((x) => x.signature),
+        commit.done,
+      ]);
+      moved = res.rows[0]?.moved ?? 0;
     } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      if (err instanceof CommitConflictError) throw err;
-      // The outcome of a COMMIT that failed in flight is unknown; a fresh start re-reads it.
+      // The outcome of a commit that failed in flight is unknown; a fresh start re-reads it.
       this.dropLeader();
       unavailable(err);
     }
+    if (moved !== 1) throw new CommitConflictError();
   }
 
   async close(): Promise<void> {

@@ -83,7 +83,7 @@ export interface LogStorage {
   // The sequencer.
   /** Tries to become (or stay) the only sequencer; true while this instance leads. */
   lead(): Promise<boolean>;
-  /** Pending submissions, oldest first (a key already sequenced may still appear). */
+  /** Pending submissions not sequenced yet, oldest first (empty unless this instance leads). */
   pending(limit: number): Promise<PendingEntry[]>;
   commit(commit: Commit): Promise<void>;
 

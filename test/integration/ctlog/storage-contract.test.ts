@@ -173,6 +173,19 @@ describe.each(backends)('log storage contract: $name', (backend) => {
     await check();
   });
 
+  it('never hands the sequencer a submission already sequenced', async () => {
+    expect(await store.lead()).toBe(true);
+    const a = pending();
+    await store.commit(commitOf(undefined, 1, [a]));
+    // The same submission queued again (a front end raced the commit).
+    await store.enqueue(a);
+    const b = pending();
+    await store.enqueue(b);
+    expect((await store.pending(10)).map((p) => p.key.toString('hex'))).toEqual([
+      b.key.toString('hex'),
+    ]);
+  });
+
   it('a partial tile is overwritten as it grows', async () => {
     expect(await store.lead()).toBe(true);
     const c1 = commitOf(undefined, 1, [pending()]);
