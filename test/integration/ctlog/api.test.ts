@@ -410,6 +410,25 @@ describe.each(['directory', 'postgres'] as const)('ctlog HTTP API on %s storage'
     expect((await fetch(`${log.url}/issuer/${'0'.repeat(64)}`)).status).toBe(404);
   });
 
+  it('exports its metrics: submissions by result, batches, tree size, checkpoint age, health', async () => {
+    await add([makeCert({ issuer: intermediate }), intermediate]);
+    expect((await postJson(`${log.url}/ct/v1/add-chain`, { chain: [] })).status).toBe(400);
+    await new Promise((r) => setTimeout(r, 1100)); // the gauges are fed once a second
+    const text = await (await fetch(`${log.url}/metrics`)).text();
+    expect(text).toMatch(
+      /^mayfly_ctlog_submissions_total\{endpoint="add-chain",result="new"\} [1-9]/m,
+    );
+    expect(text).toMatch(
+      /^mayfly_ctlog_submissions_total\{endpoint="add-chain",result="refused"\} [1-9]/m,
+    );
+    expect(text).toMatch(/^mayfly_ctlog_sequencing_batch_size_count [1-9]/m);
+    expect(text).toMatch(/^mayfly_ctlog_tree_size [1-9]/m);
+    expect(text).toMatch(/^mayfly_ctlog_checkpoint_age_seconds \d/m);
+    expect(text).toMatch(/^mayfly_ctlog_sequencer_leader 1$/m);
+    expect((await fetch(`${log.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${log.url}/readyz`)).status).toBe(200);
+  });
+
   it('RFC 6962 reads refuse bad parameters with 400', async () => {
     for (const q of [
       'get-entries?start=5',
