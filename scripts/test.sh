@@ -24,6 +24,9 @@ command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 { command -v g++ && command -v make; } >/dev/null 2>&1 || missing+=(build-essential)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# PostgreSQL's server binaries (initdb, postgres) for the CT log's storage tests; Debian
+# puts them in /usr/lib/postgresql/<version>/bin.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian's packages"
   as_root apt-get update -qq
