@@ -4,13 +4,15 @@ import { ManualClock } from '../../../../services/common/clock';
 import { toArrayBuffer } from '../../../../services/common/encoding';
 import { KeySigner } from '../../../../services/common/signer/signer';
 import { buildCaCertificate } from '../../../../services/common/x509/ca-certificate';
-import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../../services/ca/issuance/ephemeral-chain';
 
 /**
  * The CA's ephemeral chain and the key ceremony's CA-certificate builder make certificates of
  * one profile: the same extensions (order, criticality, values), validity rules, Name
  * encoding and signature algorithm, for P-256, P-384 and RSA keys. Each side is checked
- * against the explicit profile and against the other.
+ * against the explicit profile and against the other. (This test first ran against the CA's
+ * own builder, issuance/ca-certificates.ts, before the ephemeral chain was switched to
+ * buildCaCertificate; the explicit profile keeps pinning both.)
  */
 
 const START = new Date('2026-03-04T05:06:07.890Z');
