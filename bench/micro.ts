@@ -17,7 +17,7 @@ import type { IdentityConfig } from '../services/ca/config/identity-config';
 import { SIGNING_ALGORITHMS } from '../services/ca/config/schema';
 import { parseJsonBody, parseV2Request } from '../services/ca/http/dto';
 import { IssuerPool } from '../services/ca/identity/issuer-pool';
-import { createEphemeralChain } from '../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../services/ca/issuance/ephemeral-chain';
 import { CertificateAuthority } from '../services/ca/issuance/certificate-authority';
 import {
   assembleCertificate,

@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { systemClock } from '../services/common/clock';
-import { createEphemeralChain } from '../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey } from '../services/common/signer/signer';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';

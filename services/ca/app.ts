@@ -16,7 +16,7 @@ import { createMetricsApp } from './http/metrics-app';
 import { IdentityService } from './identity/identity-service';
 import type { FetchLike } from './identity/oidc-verifier';
 import { CertificateAuthority } from './issuance/certificate-authority';
-import { createEphemeralChain } from './issuance/ca-certificates';
+import { createEphemeralChain } from './issuance/ephemeral-chain';
 import { createMetrics, type CaChainValidity, type Metrics } from './metrics/metrics';
 import { AlgorithmPolicy } from './pop/algorithms';
 import { RegistrationAuthority } from './ra/registration-authority';

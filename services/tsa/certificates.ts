@@ -1,9 +1,23 @@
-import { createHash, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import type { Clock } from '../common/clock';
 import { toArrayBuffer } from '../common/encoding';
 import type { CaSigner, KeySigner, SignatureHash } from '../common/signer/signer';
+import {
+  assembleCertificate,
+  authorityKeyIdExtension,
+  caBasicConstraintsExtension,
+  certificateTime,
+  extension,
+  extKeyUsageExtension,
+  keyIdentifierOf,
+  name,
+  parseDer,
+  signatureAlgorithmFor,
+  spkiOf,
+  subjectKeyIdExtension,
+} from '../common/x509/der';
 
 /**
  * The TSA's certificates: the ephemeral development chain (a self-signed root and a TSA
@@ -28,79 +42,21 @@ export class TsaChainError extends Error {
   }
 }
 
-function der(schema: { toBER(sizeOnly?: boolean): ArrayBuffer }): Uint8Array {
-  return new Uint8Array(schema.toBER(false));
-}
-
-function parse(bytes: Uint8Array): asn1js.AsnType {
-  const parsed = asn1js.fromBER(toArrayBuffer(bytes));
-  if (parsed.offset === -1) throw new Error(`malformed DER: ${parsed.result.error}`);
-  return parsed.result;
-}
-
-function ext(extnID: string, critical: boolean, value: Uint8Array): pkijs.Extension {
-  const e = new pkijs.Extension({ extnID, critical });
-  e.extnValue = new asn1js.OctetString({ valueHex: toArrayBuffer(value) });
-  return e;
-}
-
+/** EC or RSA only (PKCS#1 v1.5 for RSA): what the TSA's verifiers accept. */
 export function signatureAlgorithm(key: KeyObject, hash: SignatureHash): pkijs.AlgorithmIdentifier {
-  const h = hash ?? 'sha256';
-  if (key.asymmetricKeyType === 'ec') {
-    const oid = {
-      sha256: '1.2.840.10045.4.3.2',
-      sha384: '1.2.840.10045.4.3.3',
-      sha512: '1.2.840.10045.4.3.4',
-    }[h];
-    return new pkijs.AlgorithmIdentifier({ algorithmId: oid });
+  if (key.asymmetricKeyType !== 'ec' && key.asymmetricKeyType !== 'rsa') {
+    throw new TsaChainError(
+      `the TSA key type ${String(key.asymmetricKeyType)} is not supported (EC or RSA)`,
+    );
   }
-  if (key.asymmetricKeyType === 'rsa') {
-    const oid = {
-      sha256: '1.2.840.113549.1.1.11',
-      sha384: '1.2.840.113549.1.1.12',
-      sha512: '1.2.840.113549.1.1.13',
-    }[h];
-    return new pkijs.AlgorithmIdentifier({ algorithmId: oid, algorithmParams: new asn1js.Null() });
-  }
-  throw new TsaChainError(
-    `the TSA key type ${String(key.asymmetricKeyType)} is not supported (EC or RSA)`,
-  );
+  return signatureAlgorithmFor(key, hash);
 }
 
 function rdn(commonName: string): pkijs.RelativeDistinguishedNames {
-  const entries = [
+  return name([
     { oid: OIDS.organization, value: 'mayfly' },
     { oid: OIDS.commonName, value: commonName },
-  ];
-  const sequence = new asn1js.Sequence({
-    value: entries.map(
-      (e) =>
-        new asn1js.Set({
-          value: [
-            new asn1js.Sequence({
-              value: [
-                new asn1js.ObjectIdentifier({ value: e.oid }),
-                new asn1js.Utf8String({ value: e.value }),
-              ],
-            }),
-          ],
-        }),
-    ),
-  });
-  return new pkijs.RelativeDistinguishedNames({ schema: parse(der(sequence)) });
-}
-
-function keyId(spki: Uint8Array): Uint8Array {
-  const info = new pkijs.PublicKeyInfo({ schema: parse(spki) });
-  return new Uint8Array(
-    createHash('sha1').update(info.subjectPublicKey.valueBlock.valueHexView).digest(),
-  );
-}
-
-function time(date: Date): pkijs.Time {
-  const type =
-    date.getUTCFullYear() < 2050 ? pkijs.TimeType.UTCTime : pkijs.TimeType.GeneralizedTime;
-  return new pkijs.Time({ type, value: date });
+  ]);
 }
 
 const SERIAL_BYTES = 20;
@@ -139,8 +95,7 @@ interface CertSpec {
 }
 
 async function buildCertificate(spec: CertSpec): Promise<Uint8Array> {
-  const spki = new Uint8Array(spec.subjectKey.export({ format: 'der', type: 'spki' }));
-  const issuerSpki = new Uint8Array(spec.issuerKey.export({ format: 'der', type: 'spki' }));
+  const spki = spkiOf(spec.subjectKey);
   const algorithm = signatureAlgorithm(spec.issuerKey, spec.signer.hash);
   const cert = new pkijs.Certificate();
   cert.version = 2;
@@ -148,57 +103,25 @@ async function buildCertificate(spec: CertSpec): Promise<Uint8Array> {
   cert.signature = algorithm;
   cert.issuer = rdn(spec.issuer);
   cert.subject = rdn(spec.subject);
-  cert.notBefore = time(spec.notBefore);
-  cert.notAfter = time(spec.notAfter);
-  cert.subjectPublicKeyInfo = new pkijs.PublicKeyInfo({ schema: parse(spki) });
-  const ski = der(new asn1js.OctetString({ valueHex: toArrayBuffer(keyId(spki)) }));
-  const aki = der(
-    new asn1js.Sequence({
-      value: [
-        new asn1js.Primitive({
-          idBlock: { tagClass: 3, tagNumber: 0 },
-          valueHex: toArrayBuffer(keyId(issuerSpki)),
-        }),
-      ],
-    }),
-  );
+  cert.notBefore = certificateTime(spec.notBefore);
+  cert.notAfter = certificateTime(spec.notAfter);
+  cert.subjectPublicKeyInfo = new pkijs.PublicKeyInfo({ schema: parseDer(spki) });
   cert.extensions = spec.ca
     ? [
         // keyCertSign, cRLSign
-        ext(OIDS.keyUsage, true, Uint8Array.from([0x03, 0x02, 0x01, 0x06])),
-        ext(
-          OIDS.basicConstraints,
-          true,
-          der(new asn1js.Sequence({ value: [new asn1js.Boolean({ value: true })] })),
-        ),
-        ext(OIDS.subjectKeyIdentifier, false, ski),
+        extension(OIDS.keyUsage, true, Uint8Array.from([0x03, 0x02, 0x01, 0x06])),
+        caBasicConstraintsExtension(),
+        subjectKeyIdExtension(spki),
       ]
     : [
         // digitalSignature
-        ext(OIDS.keyUsage, true, Uint8Array.from([0x03, 0x02, 0x07, 0x80])),
-        ext(
-          OIDS.extKeyUsage,
-          true,
-          der(
-            new asn1js.Sequence({
-              value: [new asn1js.ObjectIdentifier({ value: OIDS.timeStamping })],
-            }),
-          ),
-        ),
-        ext(OIDS.subjectKeyIdentifier, false, ski),
-        ext(OIDS.authorityKeyIdentifier, false, aki),
+        extension(OIDS.keyUsage, true, Uint8Array.from([0x03, 0x02, 0x07, 0x80])),
+        extKeyUsageExtension([OIDS.timeStamping], true),
+        subjectKeyIdExtension(spki),
+        authorityKeyIdExtension(keyIdentifierOf(spec.issuerKey)),
       ];
   const tbs = new Uint8Array(cert.encodeTBS().toBER(false));
-  const signature = await spec.signer.sign(tbs);
-  return der(
-    new asn1js.Sequence({
-      value: [
-        parse(tbs),
-        algorithm.toSchema(),
-        new asn1js.BitString({ valueHex: toArrayBuffer(signature) }),
-      ],
-    }),
-  );
+  return assembleCertificate(tbs, algorithm, await spec.signer.sign(tbs));
 }
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;

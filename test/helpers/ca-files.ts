@@ -2,7 +2,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdirSync, renameSync, symlinkSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock } from '../../services/common/clock';
-import { createEphemeralChain } from '../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey } from '../../services/common/signer/signer';
 import { toPem } from './keys';
 

@@ -3,7 +3,7 @@ import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:cryp
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock } from '../../services/common/clock';
-import { createEphemeralChain } from '../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../services/ca/issuance/ephemeral-chain';
 import { KeySigner, type CaSigner } from '../../services/common/signer/signer';
 import { toPem } from './keys';
 import { Pkcs11Pool } from '../../services/common/signer/pkcs11/pkcs11-signer';

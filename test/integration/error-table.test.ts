@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import request from 'supertest';
 import { generateEphemeralKey, type CaSigner } from '../../services/common/signer/signer';
-import { createEphemeralChain } from '../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../services/ca/issuance/ephemeral-chain';
 import { systemClock } from '../../services/common/clock';
 import { makeCsr, makeKey, proofFor, toPem, weakKeys } from '../helpers/keys';
 import { startTestCa, v2Body, type TestCa } from '../helpers/mayfly';

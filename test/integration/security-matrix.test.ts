@@ -8,7 +8,7 @@ import { createAuditLogger } from '../../services/ca/audit/audit-log';
 import { systemClock } from '../../services/common/clock';
 import { createLogger } from '../../services/common/logger';
 import type { OidcIssuerConfig } from '../../services/ca/config/identity-config';
-import { createEphemeralChain } from '../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey } from '../../services/common/signer/signer';
 import { startDevIssuer, type DevIssuer } from '../../services/dev-issuer/dev-issuer';
 import { guardUnhandledRejections } from '../helpers/fuzz';

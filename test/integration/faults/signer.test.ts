@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { createAuditLogger } from '../../../services/ca/audit/audit-log';
 import { systemClock } from '../../../services/common/clock';
 import { createLogger } from '../../../services/common/logger';
-import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
 import { startTestCa, type TestCa } from '../../helpers/mayfly';
 import {

@@ -3,7 +3,7 @@ import { Metadata, status } from '@grpc/grpc-js';
 import request from 'supertest';
 import { systemClock } from '../../../services/common/clock';
 import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
-import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../services/ca/issuance/ephemeral-chain';
 import { startTestGrpc, v2Message, type TestGrpc } from '../../helpers/grpc';
 import { makeCsr, makeKey, proofFor, toPem, weakKeys } from '../../helpers/keys';
 import { startTestCa, v2Body, type TestCa } from '../../helpers/mayfly';

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { AuditLog, createAuditLogger } from '../../../services/ca/audit/audit-log';
 import { systemClock } from '../../../services/common/clock';
 import { createLogger } from '../../../services/common/logger';
-import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
 import { makeCsr, makeKey, proofFor, spkiDer } from '../../helpers/keys';
 import { startTestCa, v1Body, v2Body, type TestCa } from '../../helpers/mayfly';

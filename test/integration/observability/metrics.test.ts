@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import request from 'supertest';
 import { systemClock, type Clock } from '../../../services/common/clock';
-import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
 import { createProberMetrics } from '../../../services/prober/metrics';
 import type { MayflyApp } from '../../../services/ca/app';

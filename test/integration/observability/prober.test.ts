@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { createEphemeralChain } from '../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey } from '../../../services/common/signer/signer';
 import { systemClock } from '../../../services/common/clock';
 import { loadProberConfig, ProberConfigError } from '../../../services/prober/config';

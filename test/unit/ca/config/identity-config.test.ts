@@ -19,7 +19,7 @@ import {
   loadIdentityConfig,
   parseIdentityConfig,
 } from '../../../../services/ca/identity/identity-config';
-import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey } from '../../../../services/common/signer/signer';
 
 const repoRoot = resolve(__dirname, '../../../..');

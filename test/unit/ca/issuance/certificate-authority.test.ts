@@ -8,7 +8,7 @@ import {
 } from '../../../../services/ca/certificate-identity/certificate-identity';
 import { systemClock } from '../../../../services/common/clock';
 import { CaError } from '../../../../services/ca/common/errors';
-import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../../services/ca/issuance/ephemeral-chain';
 import {
   CertificateAuthority,
   type IssuanceRequest,

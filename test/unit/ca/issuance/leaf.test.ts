@@ -7,7 +7,7 @@ import {
   type CertificateIdentity,
 } from '../../../../services/ca/certificate-identity/certificate-identity';
 import { systemClock } from '../../../../services/common/clock';
-import { createEphemeralChain } from '../../../../services/ca/issuance/ca-certificates';
+import { createEphemeralChain } from '../../../../services/ca/issuance/ephemeral-chain';
 import {
   CertificateAuthority,
   type IssuanceRequest,
