@@ -29,6 +29,24 @@ COPY scripts ./scripts
 RUN npm run build
 RUN npm prune --omit=dev --no-audit --no-fund
 
+# The CT log (services/ctlog/): the same files, its own entry point and port. Build it with
+#   docker build --target ctlog -t mayfly-ctlog:0.1.0 .
+# This stage comes before `runtime` so that a plain `docker build` still builds the CA.
+FROM ${NODE_IMAGE} AS ctlog
+ENV NODE_ENV=production \
+    HOME=/tmp \
+    TMPDIR=/tmp
+WORKDIR /app
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist/services ./dist/services
+USER 65532:65532
+# RFC 6962 / static-ct-api and /metrics on one port.
+EXPOSE 6962
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.MAYFLY_CTLOG_PORT || 6962}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["node", "dist/services/ctlog/main.js"]
+
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     HOME=/tmp \

@@ -18,6 +18,9 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # nginx fronts the replicas in the soak smoke test; Debian puts it in /usr/sbin, which a
 # normal user's PATH lacks.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# PostgreSQL's server binaries (initdb, postgres) for the CT log's storage tests; Debian
+# puts them in /usr/lib/postgresql/<version>/bin.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian's packages"
   as_root apt-get update -qq

@@ -1,0 +1,234 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fingerprint } from '../../../services/ctlog/entry';
+import { silentLogger } from '../../../services/common/logger';
+import type { SignedTreeHead } from '../../../services/ctlog/checkpoint';
+import { DirectoryLockedError, DirectoryStorage } from '../../../services/ctlog/storage/directory';
+import { PostgresStorage } from '../../../services/ctlog/storage/postgres';
+import {
+  CommitConflictError,
+  type Commit,
+  type LogStorage,
+  type PendingEntry,
+} from '../../../services/ctlog/storage/storage';
+import { startPostgres, stopAllPostgres, type PostgresProcess } from '../../helpers/postgres';
+
+/**
+ * One storage contract, two backends: a directory and a real PostgreSQL server. Whatever the
+ * sequencer and the front ends rely on is asserted here for both.
+ */
+
+interface Backend {
+  readonly name: string;
+  /** A fresh, empty store. */
+  fresh(): Promise<{ open: () => Promise<LogStorage>; cleanup: () => Promise<void> }>;
+}
+
+let pg: PostgresProcess | undefined;
+let dbCounter = 0;
+
+const backends: Backend[] = [
+  {
+    name: 'directory',
+    fresh: () => {
+      const dir = mkdtempSync(join(tmpdir(), 'mayfly-ctlog-contract-'));
+      return Promise.resolve({
+        open: () => DirectoryStorage.open(dir),
+        cleanup: () => {
+          rmSync(dir, { recursive: true, force: true });
+          return Promise.resolve();
+        },
+      });
+    },
+  },
+  {
+    name: 'postgres',
+    fresh: async () => {
+      pg ??= await startPostgres();
+      const db = `contract_${process.pid}_${++dbCounter}`;
+      await PostgresStorage.adminQuery(pg.url, `CREATE DATABASE ${db}`);
+      const url = pg.url.replace(/\/postgres$/, `/${db}`);
+      return {
+        open: () => PostgresStorage.open(url, silentLogger),
+        cleanup: () => Promise.resolve(),
+      };
+    },
+  },
+];
+
+afterAll(stopAllPostgres);
+
+function pending(): PendingEntry {
+  return {
+    key: randomBytes(32),
+    isPrecert: false,
+    signedEntry: randomBytes(100),
+    issuers: [randomBytes(50), randomBytes(60)],
+  };
+}
+
+function head(size: number, timestamp: number): SignedTreeHead {
+  return { size, root: randomBytes(32), timestamp, signature: randomBytes(72) };
+}
+
+function commitOf(
+  previous: SignedTreeHead | undefined,
+  size: number,
+  done: PendingEntry[],
+): Commit {
+  const treeHead = head(size, (previous?.timestamp ?? 1000) + 1);
+  const from = previous?.size ?? 0;
+  return {
+    previous,
+    treeHead,
+    tiles: [{ level: 0, index: 0, data: randomBytes(32 * size) }],
+    dataTiles: [{ index: 0, data: randomBytes(10 * size) }],
+    issuers: done.flatMap((d) => d.issuers),
+    records: done.map((d, i) => ({
+      key: d.key,
+      leafHash: randomBytes(32),
+      index: from + i,
+      timestamp: treeHead.timestamp,
+      signature: randomBytes(71),
+    })),
+    done: done.map((d) => d.key),
+  };
+}
+
+describe.each(backends)('log storage contract: $name', (backend) => {
+  let store: LogStorage;
+  let reopen: () => Promise<LogStorage>;
+  let cleanup: () => Promise<void>;
+
+  beforeEach(async () => {
+    const f = await backend.fresh();
+    reopen = f.open;
+    cleanup = f.cleanup;
+    store = await reopen();
+  }, 60_000);
+
+  afterEach(async () => {
+    await store.close();
+    await cleanup();
+  });
+
+  it('a new store is empty', async () => {
+    expect(await store.treeHead()).toBeUndefined();
+    expect(await store.tile(0, 0)).toBeUndefined();
+    expect(await store.dataTile(0)).toBeUndefined();
+    expect(await store.pending(10)).toEqual([]);
+    expect((await store.sequenced([randomBytes(32)])).size).toBe(0);
+  });
+
+  it('keeps the first value of a setting, across a reopen', async () => {
+    const a = await store.setting('dev-key', () => Buffer.from('first'));
+    const b = await store.setting('dev-key', () => Buffer.from('second'));
+    expect(a.toString()).toBe('first');
+    expect(b.toString()).toBe('first');
+    await store.close();
+    store = await reopen();
+    expect((await store.setting('dev-key', () => Buffer.from('third'))).toString()).toBe('first');
+  });
+
+  it('queues a submission once, oldest first', async () => {
+    const a = pending();
+    const b = pending();
+    await store.enqueue(a);
+    await store.enqueue(b);
+    await store.enqueue(a);
+    expect(await store.lead()).toBe(true);
+    const got = await store.pending(10);
+    expect(got.map((p) => p.key.toString('hex'))).toEqual([a, b].map((p) => p.key.toString('hex')));
+    expect(got[0]).toEqual(a);
+    expect((await store.pending(1)).length).toBe(1);
+  });
+
+  it('a commit publishes everything at once and is still there after a reopen', async () => {
+    const a = pending();
+    const b = pending();
+    await store.enqueue(a);
+    await store.enqueue(b);
+    expect(await store.lead()).toBe(true);
+    const c = commitOf(undefined, 2, [a, b]);
+    await store.commit(c);
+    const check = async () => {
+      expect(await store.treeHead()).toEqual(c.treeHead);
+      expect(await store.tile(0, 0)).toEqual(c.tiles[0]!.data);
+      expect(await store.dataTile(0)).toEqual(c.dataTiles[0]!.data);
+      for (const der of c.issuers) {
+        expect(await store.issuer(fingerprint(der))).toEqual(der);
+      }
+      const found = await store.sequenced([a.key, b.key, randomBytes(32)]);
+      expect(found.size).toBe(2);
+      expect(found.get(a.key.toString('hex'))).toEqual(c.records[0]);
+      expect(await store.indexOfLeafHash(c.records[1]!.leafHash)).toBe(1);
+      expect(await store.indexOfLeafHash(randomBytes(32))).toBeUndefined();
+    };
+    await check();
+    expect(await store.pending(10)).toEqual([]);
+    await store.close();
+    store = await reopen();
+    await check();
+  });
+
+  it('never hands the sequencer a submission already sequenced', async () => {
+    expect(await store.lead()).toBe(true);
+    const a = pending();
+    await store.commit(commitOf(undefined, 1, [a]));
+    // The same submission queued again (a front end raced the commit).
+    await store.enqueue(a);
+    const b = pending();
+    await store.enqueue(b);
+    expect((await store.pending(10)).map((p) => p.key.toString('hex'))).toEqual([
+      b.key.toString('hex'),
+    ]);
+  });
+
+  it('a partial tile is overwritten as it grows', async () => {
+    expect(await store.lead()).toBe(true);
+    const c1 = commitOf(undefined, 1, [pending()]);
+    await store.commit(c1);
+    const c2 = commitOf(c1.treeHead, 3, [pending(), pending()]);
+    await store.commit(c2);
+    expect(await store.tile(0, 0)).toEqual(c2.tiles[0]!.data);
+    expect((await store.treeHead())!.size).toBe(3);
+  });
+
+  it('refuses a commit built on a tree head that is no longer current, and changes nothing', async () => {
+    expect(await store.lead()).toBe(true);
+    const c1 = commitOf(undefined, 1, [pending()]);
+    await store.commit(c1);
+    const stale = commitOf(undefined, 1, [pending()]);
+    await expect(store.commit(stale)).rejects.toBeInstanceOf(CommitConflictError);
+    const c2 = commitOf(c1.treeHead, 2, [pending()]);
+    await store.commit(c2);
+    const late = commitOf(c1.treeHead, 2, [pending()]);
+    await expect(store.commit(late)).rejects.toBeInstanceOf(CommitConflictError);
+    expect(await store.treeHead()).toEqual(c2.treeHead);
+    expect((await store.sequenced([late.records[0]!.key])).size).toBe(0);
+    expect(await store.tile(0, 0)).toEqual(c2.tiles[0]!.data);
+  });
+
+  it('lets only one instance sequence', async () => {
+    expect(await store.lead()).toBe(true);
+    if (backend.name === 'directory') {
+      await expect(reopen()).rejects.toBeInstanceOf(DirectoryLockedError);
+      return;
+    }
+    const other = await reopen();
+    try {
+      expect(await other.lead()).toBe(false);
+      expect(await other.pending(10)).toEqual([]);
+      await expect(other.commit(commitOf(undefined, 1, [pending()]))).rejects.toBeInstanceOf(
+        CommitConflictError,
+      );
+      await store.close();
+      expect(await other.lead()).toBe(true);
+    } finally {
+      await other.close();
+    }
+    store = await reopen();
+  });
+});
