@@ -13,6 +13,7 @@ import { generateEphemeralKey, type CaSigner } from '../../../services/common/si
 import { startCtlog, type CtlogApp } from '../../../services/ctlog/app';
 import { loadCtlogConfig } from '../../../services/ctlog/config';
 import { buildGo } from '../../helpers/go-refs';
+import { startTestGrpc, v2Message } from '../../helpers/grpc';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v1Body, v2Body, type TestCa } from '../../helpers/mayfly';
 
@@ -115,6 +116,50 @@ test('v1 answers the chain with an embedded SCT and no SCT header', async () => 
     []) as string[];
   expect(pems).toHaveLength(1 + signer.chain.length);
   checkedByCtGo(pems);
+});
+
+test('gRPC answers signedCertificateEmbeddedSct, and Internal "Error entering certificate in CTL" without a log', async () => {
+  const grpc = await startTestGrpc(ca);
+  try {
+    const key = makeKey('p256');
+    const token = await ca.issuer.mintEmail(EMAIL);
+    const { value, error } = await grpc.client.sign(
+      v2Message(token, key.pem, proofFor(key, EMAIL)),
+    );
+    expect(error).toBeUndefined();
+    expect(value?.signedCertificateDetachedSct).toBeUndefined();
+    const pems = value!.signedCertificateEmbeddedSct!.chain.certificates;
+    expect(pems).toHaveLength(1 + signer.chain.length);
+    checkedByCtGo(pems);
+  } finally {
+    grpc.close();
+  }
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise((r) => closed.close(r));
+  const down = await startTestCa({
+    env: {
+      MAYFLY_CT_LOG_URL: url,
+      MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile,
+      MAYFLY_CT_TIMEOUT_MS: '300',
+    },
+    overrides: { signer },
+  });
+  const downGrpc = await startTestGrpc(down);
+  try {
+    const key = makeKey('p256');
+    const token = await down.issuer.mintEmail(EMAIL);
+    const { error } = await downGrpc.client.sign(v2Message(token, key.pem, proofFor(key, EMAIL)));
+    expect(error?.code).toBe(13);
+    expect(error?.details).toBe('Error entering certificate in CTL');
+    expect(await metric(down, 'mayfly_ct_errors_total')).toContain(
+      `mayfly_ct_errors_total{log="${url}",reason="unavailable"} 1`,
+    );
+  } finally {
+    downGrpc.close();
+    await down.close();
+  }
 });
 
 test('no SCT in time: 500 "Error entering certificate in CTL", within the CT timeout, nothing issued', async () => {
