@@ -30,6 +30,13 @@ export interface CtSettings {
   readonly minScts: number;
   /** The whole exchange with the logs, retries included. */
   readonly timeoutMs: number;
+  /**
+   * Circuit breaker per log: after `failures` failed submissions in a row the log is not
+   * asked for `coolOffMs` (requests fail at once instead of each waiting for the timeout);
+   * then it is asked again, and one success closes the breaker. Default 5 and 5000 ms, so
+   * issuance resumes within seconds of the log's return.
+   */
+  readonly breaker?: { readonly failures: number; readonly coolOffMs: number };
 }
 
 /** Told about every submission, per log (the CT metrics). */
@@ -42,6 +49,11 @@ export class CtLogError extends Error {}
 export interface CtLog {
   readonly url: string;
   readonly key: CtLogKey;
+}
+
+interface Breaker {
+  failures: number;
+  openUntil: number;
 }
 
 export function loadCtLog(settings: CtLogSettings): CtLog {
@@ -86,6 +98,8 @@ export interface ObtainedSct {
 
 export class CtLogs {
   readonly logs: readonly CtLog[];
+  private readonly breakers: Breaker[];
+  private readonly breaker: { readonly failures: number; readonly coolOffMs: number };
 
   constructor(
     private readonly settings: CtSettings,
@@ -97,6 +111,8 @@ export class CtLogs {
         `MAYFLY_CT_MIN_SCTS (${settings.minScts}) must be from 1 to the number of logs (${settings.logs.length})`,
       );
     this.logs = settings.logs.map(loadCtLog);
+    this.breakers = this.logs.map(() => ({ failures: 0, openUntil: 0 }));
+    this.breaker = settings.breaker ?? { failures: 5, coolOffMs: 5000 };
   }
 
   /**
@@ -112,7 +128,9 @@ export class CtLogs {
     });
     try {
       const results = await Promise.allSettled(
-        this.logs.map((log) => this.one(log, body, submission, deadline, controller.signal)),
+        this.logs.map((log, i) =>
+          this.guarded(i, () => this.one(log, body, submission, deadline, controller.signal)),
+        ),
       );
       const obtained: ObtainedSct[] = [];
       const failures: string[] = [];
@@ -127,6 +145,27 @@ export class CtLogs {
       return obtained;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** Runs one submission through the log's circuit breaker. */
+  private async guarded(i: number, submit: () => Promise<Sct>): Promise<Sct> {
+    const breaker = this.breakers[i]!;
+    if (Date.now() < breaker.openUntil) {
+      this.observer?.submitted(this.logs[i]!.url, 'error', 0, 'circuit_open');
+      throw new CtLogError(
+        `circuit open after ${breaker.failures} failures in a row (the log is not asked)`,
+      );
+    }
+    try {
+      const sct = await submit();
+      breaker.failures = 0;
+      return sct;
+    } catch (err) {
+      breaker.failures++;
+      if (breaker.failures >= this.breaker.failures)
+        breaker.openUntil = Date.now() + this.breaker.coolOffMs;
+      throw err;
     }
   }
 

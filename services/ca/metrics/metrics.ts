@@ -19,7 +19,7 @@ export interface Metrics {
   readonly signerDuration: Histogram<'result'>;
   /** add-pre-chain per CT log (base URL), by result (ok, error), SCT verification included. */
   readonly ctSubmissionDuration: Histogram<'log' | 'result'>;
-  /** Failed submissions per CT log, by reason (timeout, unavailable, refused, malformed, unverifiable). */
+  /** Failed submissions per CT log, by reason (timeout, unavailable, refused, malformed, unverifiable, circuit_open). */
   readonly ctErrors: Counter<'log' | 'reason'>;
   /** SCTs embedded in issued certificates, per CT log. */
   readonly ctSctsEmbedded: Counter<'log'>;
@@ -169,7 +169,7 @@ export function createMetrics(
     }),
     ctErrors: new Counter({
       name: 'mayfly_ct_errors_total',
-      help: 'Failed CT submissions, by log and reason (timeout, unavailable, refused, malformed, unverifiable).',
+      help: 'Failed CT submissions, by log and reason (timeout, unavailable, refused, malformed, unverifiable, circuit_open).',
       labelNames: ['log', 'reason'],
       registers: [registry],
     }),

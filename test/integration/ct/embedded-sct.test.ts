@@ -380,3 +380,70 @@ test('a configuration error is found at start: unreadable key, minimum above the
     () => new CtLogs({ logs: [{ url: log.url, publicKeyFile: ed }], minScts: 1, timeoutMs: 1000 }),
   ).toThrow(/ECDSA or RSA/);
 });
+
+test('circuit breaker: after failures in a row the log is not asked; after the cool-off it is, and issuance resumes', async () => {
+  let failing = true;
+  let hits = 0;
+  const server = createServer((req, res) => {
+    hits++;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (failing) {
+        res.writeHead(500).end('down');
+        return;
+      }
+      void fetch(`${log.url}${req.url}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.concat(chunks),
+      }).then(async (upstream) => {
+        res.writeHead(upstream.status, { 'content-type': 'application/json' });
+        res.end(await upstream.text());
+      });
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const signed: Buffer[] = [];
+  const ca = new CertificateAuthority(
+    {
+      chain: signer.chain,
+      publicKey: signer.publicKey,
+      hash: signer.hash,
+      sign: (tbs) => {
+        signed.push(Buffer.from(tbs));
+        return signer.sign(tbs);
+      },
+    },
+    {
+      ct: new CtLogs({
+        logs: [{ url, publicKeyFile: logKeyFile }],
+        minScts: 1,
+        timeoutMs: 2000,
+        breaker: { failures: 2, coolOffMs: 300 },
+      }),
+    },
+  );
+  const fails = async (why: RegExp) => {
+    const err = await ca.issue(request()).catch((e: unknown) => e);
+    expect((err as CaError).code).toBe('ct_log');
+    expect((err as CaError).message).toMatch(why);
+  };
+  await fails(/answered 500/);
+  await fails(/answered 500/);
+  expect(hits).toBe(2);
+  // Open: refused without asking the log.
+  await fails(/circuit open/);
+  expect(hits).toBe(2);
+  // The log is back; once the cool-off has passed, it is asked again and issuance resumes.
+  failing = false;
+  let issued;
+  while (!issued) {
+    issued = await ca.issue(request()).catch(() => undefined);
+    if (!issued) await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(issued.embeddedScts).toBe(1);
+  expect(hits).toBe(3);
+});
