@@ -15,7 +15,11 @@ import type { ReadinessCheck } from './http/health';
 import { createMetricsApp } from './http/metrics-app';
 import { IdentityService } from './identity/identity-service';
 import type { FetchLike } from './identity/oidc-verifier';
-import { CertificateAuthority } from './issuance/certificate-authority';
+import {
+  CertificateAuthority,
+  type CertificateAuthorityOptions,
+} from './issuance/certificate-authority';
+import { CtLogs } from './issuance/ct-logs';
 import { createEphemeralChain } from './issuance/ephemeral-chain';
 import { createMetrics, type CaChainValidity, type Metrics } from './metrics/metrics';
 import { AlgorithmPolicy } from './pop/algorithms';
@@ -239,6 +243,30 @@ export async function createSigner(config: ServerConfig, clock: Clock): Promise<
   return createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), clock);
 }
 
+/** The CT logs of the config (none: certificates without SCT, as Fulcio with --ct-log-url=""). */
+export function ctOptions(
+  config: ServerConfig,
+  metrics: Metrics,
+): Pick<CertificateAuthorityOptions, 'ct' | 'ctObserver'> {
+  const logs = [
+    ...(config.ct.logUrl
+      ? [{ url: config.ct.logUrl, publicKeyFile: config.ct.logPublicKeyFile ?? '' }]
+      : []),
+    ...(config.ct.logs ?? []),
+  ];
+  if (logs.length === 0) return {};
+  const ct = new CtLogs(
+    { logs, minScts: config.ct.minScts, timeoutMs: config.ct.timeoutMs },
+    {
+      submitted(log, result, seconds, reason) {
+        metrics.ctSubmissionDuration.observe({ log, result }, seconds);
+        if (reason) metrics.ctErrors.inc({ log, reason });
+      },
+    },
+  );
+  return { ct, ctObserver: { embedded: (log) => metrics.ctSctsEmbedded.inc({ log }) } };
+}
+
 export async function createApp(
   config: ServerConfig,
   logger: Logger,
@@ -261,6 +289,7 @@ export async function createApp(
     },
     signTimeoutMs: config.ca.signTimeoutMs,
     audit,
+    ...ctOptions(config, metrics),
   };
   if (overrides.signer) {
     ca = new CertificateAuthority(overrides.signer, caOptions);

@@ -5,6 +5,7 @@ import { IdentityConfigError } from './config/identity-config';
 import { loadIdentityConfig } from './identity/identity-config';
 import type { ServerConfig } from './config/schema';
 import { createApp, grpcSettings, listen } from './app';
+import { CtLogError } from './issuance/ct-logs';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
 import { TlsLoadError } from './grpc/tls';
 import {
@@ -68,6 +69,11 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof LimitsFileError) {
       logger.fatal({ problems: err.problems }, 'invalid rate limits file');
+      process.stderr.write(`mayfly: ${err.message}\n`);
+      process.exit(2);
+    }
+    if (err instanceof CtLogError) {
+      logger.fatal({ reason: err.message }, 'the CT log configuration is unusable');
       process.stderr.write(`mayfly: ${err.message}\n`);
       process.exit(2);
     }

@@ -1,19 +1,25 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 /**
- * `mayfly serve`: what a user needs to sign and verify, on embedded defaults: the CA and the
- * TSA, each its own process on its own port (they share nothing but HTTP). The supervisor
+ * `mayfly serve`: what a user needs to sign and verify, on embedded defaults: the CA, the
+ * TSA and a CT log, each its own process on its own port (they share nothing but HTTP); the
+ * CA embeds the log's SCTs, so verifiers need no insecure flag. The supervisor
  * forwards SIGTERM/SIGINT to both, waits for them to drain, and stops the other when one
  * exits. Settings pass through the environment (MAYFLY_* for the CA, MAYFLY_TSA_* for the TSA).
  */
 
 const HELP = `usage: mayfly serve
 
-Starts the CA (MAYFLY_PORT, default 8080) and the TSA (MAYFLY_TSA_PORT, default 3000) as
-two processes, prints where each listens, forwards SIGTERM and SIGINT, and exits when both
-have stopped. Then: mayfly trusted-root --ca-url … --tsa-url … --out trusted_root.json
+Starts the CA (MAYFLY_PORT, default 8080), the TSA (MAYFLY_TSA_PORT, default 3000) and a
+CT log (MAYFLY_CTLOG_PORT, default 6962; a fresh key and directory; not started when
+MAYFLY_CT_LOG_URL is set, even empty) as processes, the CA embedding the log's SCTs; prints
+where each listens, forwards SIGTERM and SIGINT, and exits when all have stopped. Then:
+mayfly trusted-root --ca-url … --tsa-url … --ctlog URL,KEY.pem --out trusted_root.json
 `;
 
 interface Deployable {
@@ -36,6 +42,53 @@ async function waitReady(url: string, child: ChildProcess, timeoutMs: number): P
   return false;
 }
 
+/** The CA's trust bundle roots (the last certificate of each chain), as PEM. */
+async function caRoots(caUrl: string): Promise<string> {
+  const res = await fetch(`${caUrl}/api/v2/trustBundle`, { signal: AbortSignal.timeout(5000) });
+  if (res.status !== 200) throw new Error(`trust bundle: HTTP ${res.status}`);
+  const bundle = (await res.json()) as { chains: { certificates: string[] }[] };
+  const roots = bundle.chains.map((c) => c.certificates[c.certificates.length - 1] ?? '');
+  return [...new Set(roots)].filter(Boolean).join('');
+}
+
+interface CtSetup {
+  readonly url: string;
+  readonly publicKeyFile: string;
+  readonly rootsFile: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly stateDir: string;
+}
+
+/**
+ * The CT log of `mayfly serve`, unless MAYFLY_CT_LOG_URL is set (even empty: then the CA
+ * uses that, or none): a fresh P-256 key and a directory in a temporary folder, the roots
+ * read from the CA once it runs.
+ */
+function ctSetup(
+  env: NodeJS.ProcessEnv,
+  local: (h: string | undefined) => string,
+): CtSetup | undefined {
+  if (env.MAYFLY_CT_LOG_URL !== undefined) return undefined;
+  const stateDir = mkdtempSync(join(tmpdir(), 'mayfly-serve-'));
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const keyFile = join(stateDir, 'ctlog-key.pem');
+  const publicKeyFile = join(stateDir, 'ctlog-public-key.pem');
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }));
+  const rootsFile = join(stateDir, 'ctlog-roots.pem');
+  return {
+    url: `http://${local(env.MAYFLY_CTLOG_HOST)}:${env.MAYFLY_CTLOG_PORT ?? '6962'}`,
+    publicKeyFile,
+    rootsFile,
+    stateDir,
+    env: {
+      MAYFLY_CTLOG_KEY: keyFile,
+      MAYFLY_CTLOG_ROOTS: rootsFile,
+      MAYFLY_CTLOG_DIR: env.MAYFLY_CTLOG_DIR ?? join(stateDir, 'ctlog'),
+    },
+  };
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
@@ -46,6 +99,10 @@ export async function run(argv: string[]): Promise<number> {
   const local = (host: string | undefined) =>
     !host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   const env = process.env;
+  const ct = ctSetup(env, local);
+  const caEnv: NodeJS.ProcessEnv = ct
+    ? { ...env, MAYFLY_CT_LOG_URL: ct.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: ct.publicKeyFile }
+    : env;
   const deployables: Deployable[] = [
     {
       name: 'ca',
@@ -58,10 +115,7 @@ export async function run(argv: string[]): Promise<number> {
       url: `http://${local(env.MAYFLY_TSA_HOST)}:${env.MAYFLY_TSA_PORT ?? '3000'}`,
     },
   ];
-  const children = deployables.map((d) => ({
-    d,
-    child: spawn(process.execPath, [d.entry], { stdio: 'inherit', env }),
-  }));
+  const children: { d: Deployable; child: ChildProcess }[] = [];
   let stopping = false;
   const stopAll = (signal: NodeJS.Signals) => {
     stopping = true;
@@ -77,8 +131,11 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', onSignal('SIGTERM'));
   process.on('SIGINT', onSignal('SIGINT'));
-  const exits = children.map(
-    ({ d, child }) =>
+  const exits: Promise<number>[] = [];
+  const start = (d: Deployable, childEnv: NodeJS.ProcessEnv) => {
+    const child = spawn(process.execPath, [d.entry], { stdio: 'inherit', env: childEnv });
+    children.push({ d, child });
+    exits.push(
       new Promise<number>((done) => {
         child.on('exit', (code, signal) => {
           if (!stopping) {
@@ -90,15 +147,36 @@ export async function run(argv: string[]): Promise<number> {
           done(code ?? 1);
         });
       }),
-  );
-  const ready = await Promise.all(children.map(({ d, child }) => waitReady(d.url, child, 60_000)));
-  if (ready.every(Boolean)) {
-    const [ca, tsa] = deployables;
+    );
+    return child;
+  };
+  const [caD, tsaD] = deployables as [Deployable, Deployable];
+  const caChild = start(caD, caEnv);
+  const tsaChild = start(tsaD, env);
+  const ready = await Promise.all([
+    waitReady(caD.url, caChild, 60_000),
+    waitReady(tsaD.url, tsaChild, 60_000),
+  ]);
+  // The log accepts the CA's roots: read them from the running CA, then start the log.
+  if (ct && ready[0] && !stopping) {
+    const logD: Deployable = { name: 'CT log', entry: resolve(dist, 'ctlog/main.js'), url: ct.url };
+    try {
+      writeFileSync(ct.rootsFile, await caRoots(caD.url));
+      ready.push(await waitReady(ct.url, start(logD, { ...env, ...ct.env }), 60_000));
+    } catch (err) {
+      process.stderr.write(`mayfly serve: cannot start the CT log: ${(err as Error).message}\n`);
+      stopAll('SIGTERM');
+    }
+  }
+  if (ready.every(Boolean) && !stopping) {
+    const ctlogArg = ct ? ` --ctlog ${ct.url},${ct.publicKeyFile}` : '';
     process.stdout.write(
-      `mayfly serve: CA on ${ca!.url}, TSA on ${tsa!.url} (${tsa!.url}/api/v1/timestamp)\n` +
-        `  trusted root: mayfly trusted-root --ca-url ${ca!.url} --tsa-url ${tsa!.url} --out trusted_root.json\n`,
+      `mayfly serve: CA on ${caD.url}, TSA on ${tsaD.url} (${tsaD.url}/api/v1/timestamp)` +
+        (ct ? `, CT log on ${ct.url}` : '') +
+        `\n  trusted root: mayfly trusted-root --ca-url ${caD.url} --tsa-url ${tsaD.url}${ctlogArg} --out trusted_root.json\n`,
     );
   }
   const statuses = await Promise.all(exits);
+  if (ct) rmSync(ct.stateDir, { recursive: true, force: true });
   return statuses.every((s) => s === 0) ? 0 : 1;
 }

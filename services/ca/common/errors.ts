@@ -21,6 +21,7 @@ export type CaErrorCode =
   | 'unavailable'
   | 'ca_backend'
   | 'trust_bundle'
+  | 'ct_log'
   | 'configuration'
   | 'internal';
 
@@ -93,6 +94,13 @@ export const ERROR_TABLE: Readonly<Record<CaErrorCode, ErrorMapping>> = {
     httpStatus: 500,
     grpcCode: GRPC.Internal,
     message: 'error retrieving trust bundle from CA backend',
+  },
+  // No SCT could be had (the log failed, timed out, or answered with an SCT that does not
+  // verify): Fulcio's answer, with nothing issued.
+  ct_log: {
+    httpStatus: 500,
+    grpcCode: GRPC.Internal,
+    message: 'Error entering certificate in CTL',
   },
   configuration: {
     httpStatus: 500,

@@ -82,6 +82,10 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
     path: ['ca', 'pkcs11', 'reconnectIntervalMs'],
     kind: 'int',
   },
+  { env: 'MAYFLY_CT_LOG_URL', path: ['ct', 'logUrl'], kind: 'string' },
+  { env: 'MAYFLY_CT_LOG_PUBLIC_KEY_FILE', path: ['ct', 'logPublicKeyFile'], kind: 'string' },
+  { env: 'MAYFLY_CT_MIN_SCTS', path: ['ct', 'minScts'], kind: 'int' },
+  { env: 'MAYFLY_CT_TIMEOUT_MS', path: ['ct', 'timeoutMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_DELAY_MS', path: ['shutdownDelayMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_IDLE_MS', path: ['shutdownIdleMs'], kind: 'int' },
@@ -145,6 +149,7 @@ const FILE_PATH_SETTINGS: readonly (readonly string[])[] = [
   ['oidc', 'kubernetesTokenFile'],
   ['grpc', 'tlsCert'],
   ['grpc', 'tlsKey'],
+  ['ct', 'logPublicKeyFile'],
 ];
 
 /** The folder holding the shipped config/ (the package root), wherever we run from. */
@@ -259,6 +264,14 @@ export function loadServerConfig(options: LoadOptions = {}): ServerConfig {
       if (typeof value === 'string' && value !== RATE_LIMITS_OFF && !isAbsolute(value))
         setPath(raw, path, resolve(base, value));
     }
+    const logs = getPath(raw, ['ct', 'logs']);
+    if (Array.isArray(logs))
+      for (const log of logs as unknown[])
+        if (typeof log === 'object' && log !== null) {
+          const file = (log as Raw).publicKeyFile;
+          if (typeof file === 'string' && !isAbsolute(file))
+            (log as Raw).publicKeyFile = resolve(base, file);
+        }
   }
   for (const name of RETIRED_ENV) {
     if (env[name] !== undefined)

@@ -177,6 +177,48 @@ export const serverConfigSchema = z
           });
       })
       .default({ type: 'ephemeral', signTimeoutMs: 10000 }),
+    /**
+     * Certificate Transparency (issue #17). `logUrl` + `logPublicKeyFile` name one log (as
+     * Fulcio's --ct-log-url and --ct-log-public-key-path; "" or unset: no CT), `logs` several;
+     * every certificate then carries at least `minScts` verified SCTs, obtained within
+     * `timeoutMs`, or the request fails with Fulcio's 500 and nothing is issued.
+     */
+    ct: z
+      .object({
+        logUrl: z.string().optional(),
+        logPublicKeyFile: z.string().optional(),
+        logs: z
+          .array(
+            z
+              .object({
+                url: z.string().regex(/^https?:\/\/[^/]+/, 'an http(s) URL'),
+                publicKeyFile: z.string().min(1),
+              })
+              .strict(),
+          )
+          .optional(),
+        minScts: z.number().int().min(1).max(16).default(1),
+        timeoutMs: z.number().int().min(100).max(600000).default(10000),
+      })
+      .strict()
+      .superRefine((ct, ctx) => {
+        if (ct.logUrl && !/^https?:\/\/[^/]+/.test(ct.logUrl))
+          ctx.addIssue({ code: 'custom', path: ['logUrl'], message: 'expected an http(s) URL' });
+        if (ct.logUrl && !ct.logPublicKeyFile)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['logPublicKeyFile'],
+            message: 'required with a CT log URL (an SCT the CA cannot verify is never embedded)',
+          });
+        const count = (ct.logUrl ? 1 : 0) + (ct.logs?.length ?? 0);
+        if (count > 0 && ct.minScts > count)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['minScts'],
+            message: `more than the ${count} configured log(s)`,
+          });
+      })
+      .default({ minScts: 1, timeoutMs: 10000 }),
     shutdownGraceMs: z.number().int().min(0).max(600000).default(25000),
     /** After SIGTERM, how long to keep serving while reporting not-ready, before closing. */
     shutdownDelayMs: z.number().int().min(0).max(600000).default(0),

@@ -156,6 +156,8 @@ export function createFulcioService(deps: FulcioServiceDeps): UntypedServiceImpl
       },
       async () => signingRequestOf(call.request, call.metadata),
     );
+    if (result.embeddedScts)
+      return { signedCertificateEmbeddedSct: { chain: { certificates: chainPems(result) } } };
     return {
       signedCertificateDetachedSct: {
         chain: { certificates: chainPems(result) },

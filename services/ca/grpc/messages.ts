@@ -21,12 +21,14 @@ export interface CertificateChainMessage {
   certificates: string[];
 }
 
-export interface SigningCertificateMessage {
-  signedCertificateDetachedSct: {
-    chain: CertificateChainMessage;
-    signedCertificateTimestamp: Buffer;
-  };
-}
+export type SigningCertificateMessage =
+  | {
+      signedCertificateDetachedSct: {
+        chain: CertificateChainMessage;
+        signedCertificateTimestamp: Buffer;
+      };
+    }
+  | { signedCertificateEmbeddedSct: { chain: CertificateChainMessage } };
 
 export interface TrustBundleMessage {
   chains: CertificateChainMessage[];

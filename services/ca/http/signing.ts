@@ -159,6 +159,13 @@ function answerSigned(res: ServerResponse, version: ApiVersion, result: SigningR
     send(res, 201, PEM_CHAIN_TYPE, pemChainBody(chainPems(result)));
     return;
   }
+  // With CT the SCTs are in the certificate and v1 sends no SCT header (as Fulcio).
+  if (result.embeddedScts) {
+    sendJson(res, 200, {
+      signedCertificateEmbeddedSct: { chain: { certificates: chainPems(result) } },
+    });
+    return;
+  }
   sendJson(res, 200, {
     signedCertificateDetachedSct: {
       chain: { certificates: chainPems(result) },

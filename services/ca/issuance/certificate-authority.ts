@@ -10,8 +10,10 @@ import {
   type SignerSource,
 } from '../../common/signer/signer';
 import { keyIdentifier, signatureAlgorithmFor, subjectKeyIdOf, subjectNameDer } from './der';
-import { LeafTemplate } from './leaf-template';
-import { lintCertificate, type LintIssuer } from './lint';
+import { sctList, sha256 } from '../../common/ct/sct';
+import type { CtLogs } from './ct-logs';
+import { CT_POISON_EXTENSION, LeafTemplate, sctListExtensionDer } from './leaf-template';
+import { lintCertificate, type LintExpectation, type LintIssuer } from './lint';
 import { serialHex } from './serial';
 import { leafKeyId, readSpki, type SpkiInfo } from './spki';
 
@@ -49,6 +51,14 @@ export interface CertificateAuthorityOptions {
   readonly signTimeoutMs?: number;
   /** Where the CA audits what it signs: the request before, the result (or failure) after. */
   readonly audit?: AuditLog;
+  /**
+   * Certificate Transparency: with logs, every certificate is first a poisoned
+   * precertificate logged with add-pre-chain, and the verified SCTs are embedded in the
+   * final certificate. Without, certificates are issued as they are (no SCT).
+   */
+  readonly ct?: CtLogs;
+  /** Told about each SCT embedded, per log. */
+  readonly ctObserver?: { embedded(log: string): void };
 }
 
 export interface IssuedCertificate {
@@ -59,6 +69,8 @@ export interface IssuedCertificate {
   readonly serial: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** How many SCTs the certificate carries (0: no CT log configured). */
+  readonly embeddedScts?: number;
 }
 
 const MAX_SERIAL_OCTETS = 20;
@@ -79,6 +91,8 @@ interface IssuingCa {
   readonly template: LeafTemplate;
   /** What the final check compares a signed leaf with. */
   readonly lintIssuer: LintIssuer;
+  /** SHA-256 of the issuing certificate's SPKI (RFC 6962 issuer_key_hash). */
+  readonly issuerKeyHash: Uint8Array;
 }
 
 function describeIssuing(signer: CaSigner): IssuingCa {
@@ -102,6 +116,7 @@ function describeIssuing(signer: CaSigner): IssuingCa {
     authorityKeyId,
     notAfter,
     template: new LeafTemplate({ issuerName, authorityKeyId, signatureAlgorithm }),
+    issuerKeyHash: sha256(issuing.publicKey.export({ format: 'der', type: 'spki' })),
     lintIssuer: {
       name: issuerName,
       keyId: authorityKeyId,
@@ -132,12 +147,16 @@ export class CertificateAuthority {
   private readonly observer: SigningObserver | undefined;
   private readonly signTimeoutMs: number;
   private readonly audit: AuditLog | undefined;
+  private readonly ct: CtLogs | undefined;
+  private readonly ctObserver: { embedded(log: string): void } | undefined;
 
   constructor(signer: CaSigner | SignerSource, options: CertificateAuthorityOptions = {}) {
     this.source = isSignerSource(signer) ? signer : fixedSource(signer);
     this.observer = options.observer;
     this.signTimeoutMs = options.signTimeoutMs ?? 10_000;
     this.audit = options.audit;
+    this.ct = options.ct;
+    this.ctObserver = options.ctObserver;
     this.issuingCa(); // a CA without a chain fails here, at start
   }
 
@@ -192,6 +211,7 @@ export class CertificateAuthority {
         serial,
         notBefore: request.notBefore,
         notAfter: request.notAfter,
+        embeddedScts: issued.embeddedScts,
       };
     } catch (err) {
       this.audit?.failed(requester.origin, {
@@ -208,7 +228,12 @@ export class CertificateAuthority {
     request: IssuanceRequest,
     requester: IssuanceRequester,
     serial: string,
-  ): Promise<{ der: Uint8Array; chain: readonly Uint8Array[]; keyAlgorithm: string }> {
+  ): Promise<{
+    der: Uint8Array;
+    chain: readonly Uint8Array[];
+    keyAlgorithm: string;
+    embeddedScts: number;
+  }> {
     // One snapshot for the whole request: chain, key and names stay together.
     const ca = this.issuingCa();
     const { signer } = ca;
@@ -226,33 +251,74 @@ export class CertificateAuthority {
       notBefore: request.notBefore,
       notAfter: request.notAfter,
     });
-    let der: Uint8Array;
-    try {
-      const tbs = ca.template.tbs({
-        serial: request.serial,
-        notBefore: request.notBefore,
-        notAfter: request.notAfter,
-        spki: request.publicKey,
-        subjectKeyId,
-        identity: request.identity,
-      });
-      der = ca.template.certificate(tbs, await this.timedSign(signer, tbs));
-    } catch (err) {
-      throw new CaError('ca_backend', `signing failed: ${(err as Error).message}`, { cause: err });
-    }
-    const problems = lintCertificate(der, {
+    const fields = {
+      serial: request.serial,
+      notBefore: request.notBefore,
+      notAfter: request.notAfter,
+      spki: request.publicKey,
+      subjectKeyId,
+      identity: request.identity,
+    };
+    const expectation = {
       ...request,
       spki: request.publicKey,
       subjectKeyId,
       issuer: ca.lintIssuer,
+    };
+    if (!this.ct) {
+      const der = await this.signChecked(ca, ca.template.tbs(fields), expectation);
+      return { der, chain: signer.chain, keyAlgorithm, embeddedScts: 0 };
+    }
+    // RFC 6962 §3.1: the precertificate is the certificate with the critical poison as
+    // its last extension, signed by the issuing key itself (no precert-signing CA).
+    const precert = await this.signChecked(ca, ca.template.tbs(fields, CT_POISON_EXTENSION), {
+      ...expectation,
+      ct: { poison: true },
     });
+    let obtained;
+    try {
+      obtained = await this.ct.obtain({
+        chain: [precert, ...signer.chain],
+        issuerKeyHash: ca.issuerKeyHash,
+        // What the log signs: the precertificate's TBS without the poison, which is the
+        // template without a last extension.
+        tbs: ca.template.tbs(fields),
+      });
+    } catch (err) {
+      throw new CaError('ct_log', `no SCT: ${(err as Error).message}`, { cause: err });
+    }
+    // The final certificate: the same template, the poison's place taken by the SCT list,
+    // signed by the key captured with this request's snapshot (a reload meanwhile changes
+    // nothing here).
+    const list = sctList(obtained.map((o) => o.sct));
+    const der = await this.signChecked(ca, ca.template.tbs(fields, sctListExtensionDer(list)), {
+      ...expectation,
+      ct: { sctList: list },
+    });
+    for (const o of obtained) this.ctObserver?.embedded(o.log.url);
+    return { der, chain: signer.chain, keyAlgorithm, embeddedScts: obtained.length };
+  }
+
+  /** Signs a TBS with the request's signer, then reads the result back (lint.ts). */
+  private async signChecked(
+    ca: IssuingCa,
+    tbs: Buffer,
+    expectation: LintExpectation,
+  ): Promise<Uint8Array> {
+    let der: Uint8Array;
+    try {
+      der = ca.template.certificate(tbs, await this.timedSign(ca.signer, tbs));
+    } catch (err) {
+      throw new CaError('ca_backend', `signing failed: ${(err as Error).message}`, { cause: err });
+    }
+    const problems = lintCertificate(der, expectation);
     if (problems.length > 0) {
       throw new CaError(
         'ca_backend',
         `issued certificate failed its check: ${problems.join('; ')}`,
       );
     }
-    return { der, chain: signer.chain, keyAlgorithm };
+    return der;
   }
 
   private async timedSign(signer: CaSigner, tbs: Uint8Array): Promise<Uint8Array> {

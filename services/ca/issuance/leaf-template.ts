@@ -99,6 +99,14 @@ export function fulcioExtensionsDer(identity: CertificateIdentity): Buffer[] {
   return out;
 }
 
+/** The critical poison extension, value ASN.1 NULL (RFC 6962 §3.1). */
+export const CT_POISON_EXTENSION = extensionDer(OID.ctPoison, true, Buffer.from([0x05, 0x00]));
+
+/** The SCT list extension: extnValue is an OCTET STRING holding the TLS list (§3.3). */
+export function sctListExtensionDer(list: Uint8Array): Buffer {
+  return extensionDer(OID.ctSctList, false, tlv(TAG.octetString, list));
+}
+
 export class LeafTemplate {
   /** AlgorithmIdentifier + issuer Name: between the serial and the validity. */
   private readonly algorithmAndIssuer: Buffer;
@@ -121,8 +129,12 @@ export class LeafTemplate {
     );
   }
 
-  /** The DER TBSCertificate of a leaf. */
-  tbs(fields: LeafTemplateFields): Buffer {
+  /**
+   * The DER TBSCertificate of a leaf. `last` is one encoded extension appended after all
+   * the others: the CT poison (precertificate) or the SCT list (final certificate), so that
+   * both certificates share every other byte in the same order (RFC 6962 §3.1).
+   */
+  tbs(fields: LeafTemplateFields, last?: Uint8Array): Buffer {
     const extensions = tlv(
       TAG.context3,
       tlv(
@@ -133,6 +145,7 @@ export class LeafTemplate {
         // Critical because the subject is empty (RFC 5280 §4.2.1.6).
         extensionDer(OID.subjectAltName, true, subjectAltNameDer(fields.identity)),
         ...fulcioExtensionsDer(fields.identity),
+        ...(last ? [last] : []),
       ),
     );
     return tlv(

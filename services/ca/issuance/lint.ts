@@ -47,6 +47,11 @@ export interface LintExpectation {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly issuer: LintIssuer;
+  /**
+   * Certificate Transparency: a precertificate carries the critical poison (ASN.1 NULL),
+   * a final certificate exactly this SCT list (non-critical); neither: no CT extension.
+   */
+  readonly ct?: { readonly poison: true } | { readonly sctList: Uint8Array };
 }
 
 const OIDS = {
@@ -57,6 +62,8 @@ const OIDS = {
   subjectAltName: oid('2.5.29.17'),
   codeSigning: oid('1.3.6.1.5.5.7.3.3'),
   otherNameSan: oid(FULCIO_OID.otherNameSan),
+  ctPoison: oid('1.3.6.1.4.1.11129.2.4.3'),
+  ctSctList: oid('1.3.6.1.4.1.11129.2.4.2'),
 };
 const KU_DIGITAL_SIGNATURE = Buffer.from([0x03, 0x02, 0x07, 0x80]);
 
@@ -259,6 +266,14 @@ function lint(der: Uint8Array, expected: LintExpectation): string[] {
   return problems;
 }
 
+/** A DER definite length (the SCT list may pass 127 bytes). */
+function derLength(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
 function checkExtensions(
   der: Uint8Array,
   found: Map<string, Extension>,
@@ -314,6 +329,21 @@ function checkExtensions(
     }
     if (!bytes || !sameBytes(bytes, Buffer.from(e.value, 'utf8')))
       problems.push(`extension ${e.oid} differs from the identity`);
+  }
+  const ct = expected.ct;
+  if (ct && 'poison' in ct) {
+    const poison = take(OIDS.ctPoison);
+    if (!poison?.critical || !sameBytes(valueOf(poison), Buffer.from([0x05, 0x00])))
+      problems.push('the CT poison is not critical ASN.1 NULL');
+  } else if (ct) {
+    const list = take(OIDS.ctSctList);
+    const want = Buffer.concat([
+      Buffer.from([TAG.octetString]),
+      derLength(ct.sctList.length),
+      ct.sctList,
+    ]);
+    if (!list || list.critical || !sameBytes(valueOf(list), want))
+      problems.push('the SCT list differs from the SCTs obtained');
   }
   // Anything else (BasicConstraints above all: a leaf is never a CA) was not asked for.
   if (found.size > 0) problems.push(`${found.size} unexpected extension(s)`);

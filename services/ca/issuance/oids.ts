@@ -13,4 +13,8 @@ export const OID = {
   codeSigning: '1.3.6.1.5.5.7.3.3',
   organization: '2.5.4.10',
   commonName: '2.5.4.3',
+  /** RFC 6962 §3.1: the critical poison that makes a precertificate unusable. */
+  ctPoison: '1.3.6.1.4.1.11129.2.4.3',
+  /** RFC 6962 §3.3: the embedded SignedCertificateTimestampList. */
+  ctSctList: '1.3.6.1.4.1.11129.2.4.2',
 } as const;

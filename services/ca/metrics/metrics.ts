@@ -17,6 +17,12 @@ export interface Metrics {
   /** OIDC discovery and JWKS fetches per configured issuer, by result. */
   readonly oidcFetchDuration: Histogram<'issuer' | 'document' | 'result'>;
   readonly signerDuration: Histogram<'result'>;
+  /** add-pre-chain per CT log (base URL), by result (ok, error), SCT verification included. */
+  readonly ctSubmissionDuration: Histogram<'log' | 'result'>;
+  /** Failed submissions per CT log, by reason (timeout, unavailable, refused, malformed, unverifiable, circuit_open). */
+  readonly ctErrors: Counter<'log' | 'reason'>;
+  /** SCTs embedded in issued certificates, per CT log. */
+  readonly ctSctsEmbedded: Counter<'log'>;
   /** Seconds left before each published CA chain's first expiry (read at scrape time). */
   readonly caCertificateExpiry: Gauge<'chain' | 'role' | 'subject'>;
   /** Where caCertificateExpiry reads the CA chains from (the composition root sets it). */
@@ -152,6 +158,25 @@ export function createMetrics(
       help: 'OIDC discovery and JWKS fetches, by configured issuer, document (discovery, jwks) and result (ok, error, timeout).',
       labelNames: ['issuer', 'document', 'result'],
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    ctSubmissionDuration: new Histogram({
+      name: 'mayfly_ct_submission_duration_seconds',
+      help: 'add-pre-chain to each CT log until a verified SCT (or failure), by log and result (ok, error).',
+      labelNames: ['log', 'result'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    ctErrors: new Counter({
+      name: 'mayfly_ct_errors_total',
+      help: 'Failed CT submissions, by log and reason (timeout, unavailable, refused, malformed, unverifiable, circuit_open).',
+      labelNames: ['log', 'reason'],
+      registers: [registry],
+    }),
+    ctSctsEmbedded: new Counter({
+      name: 'mayfly_ct_scts_embedded_total',
+      help: 'SCTs embedded in issued certificates, by log.',
+      labelNames: ['log'],
       registers: [registry],
     }),
     signerDuration: new Histogram({

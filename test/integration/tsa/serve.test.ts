@@ -1,12 +1,23 @@
 /**
- * `mayfly serve` (what `npm run serve` runs after building): the CA and the TSA as two
- * processes on their own ports, reachable, and both drained and gone after one SIGTERM to
- * the supervisor. A trusted root written from the two verifies the TSA's own chain.
+ * `mayfly serve` (what `npm run serve` runs after building): the CA, the TSA and the CT log
+ * as processes on their own ports, reachable, and all drained and gone after one SIGTERM to
+ * the supervisor. The CA embeds the log's SCTs (checked by certificate-transparency-go), and a
+ * trusted root written from the three (with the log the banner names) is complete.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { X509Certificate, createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run as trustedRoot } from '../../../services/cli/trusted-root';
-import { ensureBuilt, repoRoot } from '../../helpers/mayfly-process';
+import { startDevIssuer } from '../../../services/dev-issuer/dev-issuer';
+import { buildGo } from '../../helpers/go-refs';
+import {
+  ensureBuilt,
+  identityConfigFor,
+  postSigningRequest,
+  repoRoot,
+  signingBody,
+} from '../../helpers/mayfly-process';
 import { freePort } from '../../helpers/redis';
 import { until } from '../../helpers/wait';
 
@@ -14,13 +25,15 @@ jest.setTimeout(120_000);
 
 beforeAll(() => ensureBuilt());
 
-test('serve starts the CA and the TSA, prints where they listen, and stops both on SIGTERM', async () => {
-  const [ca, caMetrics, tsa, tsaMetrics] = [
+test('serve starts the CA, the TSA and the CT log, the CA embeds SCTs, and SIGTERM stops all', async () => {
+  const [ca, caMetrics, tsa, tsaMetrics, ctlog] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
   ];
+  const issuer = await startDevIssuer();
   const child = spawn(process.execPath, [join(repoRoot, 'dist/services/cli/main.js'), 'serve'], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -32,6 +45,9 @@ test('serve starts the CA and the TSA, prints where they listen, and stops both 
       MAYFLY_TSA_PORT: String(tsa),
       MAYFLY_TSA_METRICS_HOST: '127.0.0.1',
       MAYFLY_TSA_METRICS_PORT: String(tsaMetrics),
+      MAYFLY_CTLOG_HOST: '127.0.0.1',
+      MAYFLY_CTLOG_PORT: String(ctlog),
+      MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer),
       MAYFLY_LOG_LEVEL: 'silent',
       MAYFLY_TSA_LOG_LEVEL: 'silent',
     },
@@ -47,6 +63,27 @@ test('serve starts the CA and the TSA, prints where they listen, and stops both 
       60_000,
     );
     expect(output).toContain(`CA on http://127.0.0.1:${ca}, TSA on http://127.0.0.1:${tsa}`);
+    expect(output).toContain(`CT log on http://127.0.0.1:${ctlog}`);
+    const ctlogArg = new RegExp(`--ctlog (http://127\\.0\\.0\\.1:${ctlog}),(\\S+)`).exec(output);
+    expect(ctlogArg).not.toBeNull();
+    const logKey = createPublicKey(readFileSync(ctlogArg![2]!, 'utf8'));
+    // A certificate from the CA carries an SCT of that log, which ct-go verifies.
+    const signed = await postSigningRequest(
+      `http://127.0.0.1:${ca}`,
+      await signingBody(issuer, 'alice@example.com'),
+    );
+    expect(signed.status).toBe(200);
+    const chain = (
+      JSON.parse(signed.body!) as {
+        signedCertificateEmbeddedSct: { chain: { certificates: string[] } };
+      }
+    ).signedCertificateEmbeddedSct.chain.certificates;
+    execFileSync(buildGo('test/go/embedded-sct-check'), {
+      input: JSON.stringify({
+        keys: [logKey.export({ type: 'spki', format: 'der' }).toString('base64')],
+        chain: chain.map((p) => new X509Certificate(p).raw.toString('base64')),
+      }),
+    });
     expect((await fetch(`http://127.0.0.1:${ca}/api/v2/trustBundle`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${tsa}/api/v1/timestamp/certchain`)).status).toBe(200);
     const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
@@ -57,6 +94,8 @@ test('serve starts the CA and the TSA, prints where they listen, and stops both 
           `http://127.0.0.1:${ca}`,
           '--tsa-url',
           `http://127.0.0.1:${tsa}`,
+          '--ctlog',
+          `${ctlogArg![1]},${ctlogArg![2]}`,
         ]),
       ).toBe(0);
     } finally {
@@ -64,9 +103,11 @@ test('serve starts the CA and the TSA, prints where they listen, and stops both 
     }
   } finally {
     child.kill('SIGTERM');
+    await issuer.close();
   }
   expect(await exited).toBe(0);
   // Both listeners are gone with their processes.
   await expect(fetch(`http://127.0.0.1:${ca}/healthz`)).rejects.toThrow();
   await expect(fetch(`http://127.0.0.1:${tsa}/healthz`)).rejects.toThrow();
+  await expect(fetch(`http://127.0.0.1:${ctlog}/healthz`)).rejects.toThrow();
 });

@@ -349,6 +349,14 @@ describe('loadServerConfig from the environment', () => {
       also: { MAYFLY_GRPC_TLS_CERT: '/run/tls/tls.crt', MAYFLY_GRPC_TLS_KEY: '/run/old/tls.key' },
     },
     MAYFLY_GRPC_TLS_RELOAD_MS: { text: '0', want: 0 },
+    MAYFLY_CT_LOG_URL: {
+      text: 'http://ctlog.example:6962/',
+      want: 'http://ctlog.example:6962/',
+      also: { MAYFLY_CT_LOG_PUBLIC_KEY_FILE: '/run/ct/log.pub' },
+    },
+    MAYFLY_CT_LOG_PUBLIC_KEY_FILE: { text: '/run/ct/log.pub', want: '/run/ct/log.pub' },
+    MAYFLY_CT_MIN_SCTS: { text: '2', want: 2 },
+    MAYFLY_CT_TIMEOUT_MS: { text: '2500', want: 2500 },
   };
 
   it('has a sample for every MAYFLY_* binding (so a new binding gets tested)', () => {
