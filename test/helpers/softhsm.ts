@@ -52,12 +52,30 @@ export class SoftHsm {
     });
   }
 
+  /**
+   * softhsm2-util looks the token up by listing every slot; while another test file (they
+   * share one token folder per jest run) creates or deletes a token at that moment, the
+   * listing fails with "Could not get info about the token". That is the harness racing
+   * itself, not the module under test: such a failure is tried again, a few times.
+   */
+  private utilByToken(args: string[]): string {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.util(args);
+      } catch (err) {
+        const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+        if (attempt >= 5 || !stderr.includes('Could not get info about the token')) throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100 * attempt);
+      }
+    }
+  }
+
   initToken(label: string, pin: string, soPin = `${pin}-so`): void {
     this.util(['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', soPin]);
   }
 
   deleteToken(label: string): void {
-    this.util(['--delete-token', '--token', label]);
+    this.utilByToken(['--delete-token', '--token', label]);
   }
 
   /** Imports a private key (as a ceremony on another machine would have left it). */
@@ -65,7 +83,7 @@ export class SoftHsm {
     const file = join(this.dir, `import-${process.pid}-${Date.now()}.pem`);
     writeFileSync(file, key.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     try {
-      this.util([
+      this.utilByToken([
         '--import',
         file,
         '--token',
