@@ -13,13 +13,17 @@ import { parseArgs } from 'node:util';
  * exits. Settings pass through the environment (MAYFLY_* for the CA, MAYFLY_TSA_* for the TSA).
  */
 
-const HELP = `usage: mayfly serve
+const HELP = `usage: mayfly serve [--dev-issuer]
 
 Starts the CA (MAYFLY_PORT, default 8080), the TSA (MAYFLY_TSA_PORT, default 3000) and a
 CT log (MAYFLY_CTLOG_PORT, default 6962; a fresh key and directory; not started when
 MAYFLY_CT_LOG_URL is set, even empty) as processes, the CA embedding the log's SCTs; prints
 where each listens, forwards SIGTERM and SIGINT, and exits when all have stopped. Then:
 mayfly trusted-root --ca-url … --tsa-url … --ctlog URL,KEY.pem --out trusted_root.json
+
+  --dev-issuer   also start the development OIDC issuer (MAYFLY_DEV_ISSUER_PORT, default 5556;
+                 tokens from GET /token?email=…) and make the CA trust it alone. Anybody who
+                 can reach it can mint identities: for a first run on your own machine only.
 `;
 
 interface Deployable {
@@ -28,11 +32,16 @@ interface Deployable {
   readonly url: string;
 }
 
-async function waitReady(url: string, child: ChildProcess, timeoutMs: number): Promise<boolean> {
+async function waitReady(
+  url: string,
+  child: ChildProcess,
+  timeoutMs: number,
+  path = '/readyz',
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && child.exitCode === null) {
     try {
-      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(1000) });
       if (res.status === 200) return true;
     } catch {
       // not listening yet
@@ -90,7 +99,10 @@ function ctSetup(
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { help: { type: 'boolean', short: 'h' }, 'dev-issuer': { type: 'boolean' } },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -98,11 +110,18 @@ export async function run(argv: string[]): Promise<number> {
   const dist = resolve(__dirname, '..');
   const local = (host: string | undefined) =>
     !host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  const env = process.env;
+  // The development issuer is this supervisor's business, never the CA's (which refuses
+  // MAYFLY_DEV_ISSUER*): with --dev-issuer it is started here and the CA is pointed at it.
+  const { MAYFLY_DEV_ISSUER: devFlag, MAYFLY_DEV_ISSUER_PORT: devPort, ...env } = process.env;
+  const devIssuer = values['dev-issuer'] === true || devFlag === 'true';
   const ct = ctSetup(env, local);
-  const caEnv: NodeJS.ProcessEnv = ct
-    ? { ...env, MAYFLY_CT_LOG_URL: ct.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: ct.publicKeyFile }
-    : env;
+  const devDir = devIssuer ? mkdtempSync(join(tmpdir(), 'mayfly-dev-issuer-')) : undefined;
+  const devIdentity = devDir ? join(devDir, 'identity.json') : undefined;
+  const caEnv: NodeJS.ProcessEnv = {
+    ...env,
+    ...(ct ? { MAYFLY_CT_LOG_URL: ct.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: ct.publicKeyFile } : {}),
+    ...(devIdentity ? { MAYFLY_IDENTITY_CONFIG: devIdentity } : {}),
+  };
   const deployables: Deployable[] = [
     {
       name: 'ca',
@@ -132,8 +151,11 @@ export async function run(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal('SIGTERM'));
   process.on('SIGINT', onSignal('SIGINT'));
   const exits: Promise<number>[] = [];
-  const start = (d: Deployable, childEnv: NodeJS.ProcessEnv) => {
-    const child = spawn(process.execPath, [d.entry], { stdio: 'inherit', env: childEnv });
+  const start = (d: Deployable, childEnv: NodeJS.ProcessEnv, args: string[] = []) => {
+    const child = spawn(process.execPath, [d.entry, ...args], {
+      stdio: 'inherit',
+      env: childEnv,
+    });
     children.push({ d, child });
     exits.push(
       new Promise<number>((done) => {
@@ -151,6 +173,26 @@ export async function run(argv: string[]): Promise<number> {
     return child;
   };
   const [caD, tsaD] = deployables as [Deployable, Deployable];
+  let devD: Deployable | undefined;
+  if (devIdentity) {
+    devD = {
+      name: 'development issuer',
+      entry: resolve(dist, 'dev-issuer/main.js'),
+      url: `http://127.0.0.1:${devPort ?? '5556'}`,
+    };
+    const devChild = start(devD, env, [
+      '--port',
+      devPort ?? '5556',
+      '--identity-config',
+      devIdentity,
+    ]);
+    // The CA reads the identity config the issuer writes once it listens.
+    if (!(await waitReady(devD.url, devChild, 30_000, '/.well-known/openid-configuration'))) {
+      stopAll('SIGTERM');
+      await Promise.all(exits);
+      return 1;
+    }
+  }
   const caChild = start(caD, caEnv);
   const tsaChild = start(tsaD, env);
   const ready = await Promise.all([
@@ -173,10 +215,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(
       `mayfly serve: CA on ${caD.url}, TSA on ${tsaD.url} (${tsaD.url}/api/v1/timestamp)` +
         (ct ? `, CT log on ${ct.url}` : '') +
+        (devD ? `, development issuer on ${devD.url} (${devD.url}/token?email=…)` : '') +
         `\n  trusted root: mayfly trusted-root --ca-url ${caD.url} --tsa-url ${tsaD.url}${ctlogArg} --out trusted_root.json\n`,
     );
   }
   const statuses = await Promise.all(exits);
   if (ct) rmSync(ct.stateDir, { recursive: true, force: true });
+  if (devDir) rmSync(devDir, { recursive: true, force: true });
   return statuses.every((s) => s === 0) ? 0 : 1;
 }

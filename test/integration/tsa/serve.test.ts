@@ -2,10 +2,11 @@
  * `mayfly serve` (what `npm run serve` runs after building): the CA, the TSA and the CT log
  * as processes on their own ports, reachable, and all drained and gone after one SIGTERM to
  * the supervisor. The CA embeds the log's SCTs (checked by certificate-transparency-go), and a
- * trusted root written from the three (with the log the banner names) is complete.
+ * trusted root written from the three (with the log the banner names) is complete. With
+ * --dev-issuer (the README's walk-through) the development issuer runs beside them.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { X509Certificate, createPublicKey } from 'node:crypto';
+import { X509Certificate, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run as trustedRoot } from '../../../services/cli/trusted-root';
@@ -110,4 +111,90 @@ test('serve starts the CA, the TSA and the CT log, the CA embeds SCTs, and SIGTE
   await expect(fetch(`http://127.0.0.1:${ca}/healthz`)).rejects.toThrow();
   await expect(fetch(`http://127.0.0.1:${tsa}/healthz`)).rejects.toThrow();
   await expect(fetch(`http://127.0.0.1:${ctlog}/healthz`)).rejects.toThrow();
+});
+
+test('serve --dev-issuer starts the development issuer beside them and the CA trusts it (and only it)', async () => {
+  const ports = await Promise.all(Array.from({ length: 6 }, () => freePort()));
+  const [ca, caMetrics, tsa, tsaMetrics, ctlog, dev] = ports as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const child = spawn(
+    process.execPath,
+    [join(repoRoot, 'dist/services/cli/main.js'), 'serve', '--dev-issuer'],
+    {
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        MAYFLY_HOST: '127.0.0.1',
+        MAYFLY_PORT: String(ca),
+        MAYFLY_METRICS_HOST: '127.0.0.1',
+        MAYFLY_METRICS_PORT: String(caMetrics),
+        MAYFLY_GRPC_PORT: 'off',
+        MAYFLY_TSA_HOST: '127.0.0.1',
+        MAYFLY_TSA_PORT: String(tsa),
+        MAYFLY_TSA_METRICS_HOST: '127.0.0.1',
+        MAYFLY_TSA_METRICS_PORT: String(tsaMetrics),
+        MAYFLY_CTLOG_HOST: '127.0.0.1',
+        MAYFLY_CTLOG_PORT: String(ctlog),
+        // Read by the supervisor, never passed on: the CA refuses MAYFLY_DEV_ISSUER*.
+        MAYFLY_DEV_ISSUER_PORT: String(dev),
+        MAYFLY_LOG_LEVEL: 'silent',
+        MAYFLY_TSA_LOG_LEVEL: 'silent',
+      },
+    },
+  );
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
+  try {
+    await until(
+      () => output.includes('mayfly serve: CA on'),
+      `the serve banner (${output})`,
+      60_000,
+    );
+    expect(output).toContain(`development issuer on http://127.0.0.1:${dev}`);
+    const email = 'walk-through@example.com';
+    const token = await (
+      await fetch(`http://127.0.0.1:${dev}/token?email=${encodeURIComponent(email)}`)
+    ).text();
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const body = (t: string) =>
+      JSON.stringify({
+        credentials: { oidcIdentityToken: t },
+        publicKeyRequest: {
+          publicKey: { content: publicKey.export({ type: 'spki', format: 'pem' }).toString() },
+          proofOfPossession: sign('sha256', Buffer.from(email), privateKey).toString('base64'),
+        },
+      });
+    const signed = await postSigningRequest(`http://127.0.0.1:${ca}`, body(token));
+    expect(signed.status).toBe(200);
+    const leaf = new X509Certificate(
+      (
+        JSON.parse(signed.body!) as {
+          signedCertificateEmbeddedSct: { chain: { certificates: string[] } };
+        }
+      ).signedCertificateEmbeddedSct.chain.certificates[0]!,
+    );
+    expect(leaf.subjectAltName).toBe(`email:${email}`);
+    // A token from another issuer is refused: the CA trusts the development issuer alone.
+    const other = await startDevIssuer();
+    try {
+      const refused = await postSigningRequest(
+        `http://127.0.0.1:${ca}`,
+        body(await other.mintEmail(email)),
+      );
+      expect(refused.status).toBe(400);
+    } finally {
+      await other.close();
+    }
+  } finally {
+    child.kill('SIGTERM');
+  }
+  expect(await exited).toBe(0);
+  await expect(fetch(`http://127.0.0.1:${dev}/.well-known/openid-configuration`)).rejects.toThrow();
 });
