@@ -28,7 +28,7 @@ import (
 )
 
 type item struct {
-	Chain [][]byte             `json:"chain"`
+	Chain [][]byte            `json:"chain"`
 	SCT   ct.AddChainResponse `json:"sct"`
 }
 

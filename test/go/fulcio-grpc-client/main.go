@@ -190,7 +190,11 @@ func reflect(ctx context.Context, conn *grpc.ClientConn, what string) result {
 	defer stream.CloseSend()
 	ask := func(req *reflectionpb.ServerReflectionRequest) (*reflectionpb.ServerReflectionResponse, error) {
 		if err := stream.Send(req); err != nil {
-			return nil, err
+			// io.EOF means the server has already ended the stream (Fulcio answers
+			// Unimplemented at once): its status comes with the next Recv.
+			if err != io.EOF {
+				return nil, err
+			}
 		}
 		return stream.Recv()
 	}
