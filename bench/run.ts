@@ -8,7 +8,7 @@ import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { startRedis as startTestRedis } from '../test/helpers/redis';
 import { generousLimitsFile, makeFixtures, scratchDir, type Fixture } from './lib/fixtures';
 import { fulcioBinary, startFulcio } from './lib/fulcio';
-import { runLoad, type LoadResult, type RequestShape } from './lib/load';
+import { combineRounds, runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
 import { latencyPlot, type LoadPoint } from './lib/plot';
 import { load1, machineFacts, peakRssMb, processTree, rssMb } from './lib/proc';
@@ -283,34 +283,6 @@ async function peakRun(
     serverPid: server.pid,
     okStatus,
   });
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
-}
-
-/** Rounds of one scenario as one result: totals for rates and CPU, medians for latency. */
-function combine(rounds: readonly LoadResult[]): LoadResult {
-  const sum = (f: (r: LoadResult) => number) => rounds.reduce((a, r) => a + f(r), 0);
-  const certificates = sum((r) => r.certificates);
-  const seconds = sum((r) => r.seconds);
-  const cpu = sum((r) => r.serverCpuSeconds);
-  return {
-    requests: sum((r) => r.requests),
-    certificates,
-    failures: sum((r) => r.failures),
-    seconds,
-    certificatesPerSecond: certificates / seconds,
-    p50: median(rounds.map((r) => r.p50)),
-    p90: median(rounds.map((r) => r.p90)),
-    p99: median(rounds.map((r) => r.p99)),
-    max: Math.max(...rounds.map((r) => r.max)),
-    serverCpuSeconds: cpu,
-    cpuSecondsPer1000: certificates ? (cpu / certificates) * 1000 : NaN,
-    serverProcesses: rounds[0]?.serverProcesses ?? 0,
-    rssMbAfter: rounds[rounds.length - 1]?.rssMbAfter ?? [],
-  };
 }
 
 function describe(result: LoadResult): string {
@@ -905,7 +877,7 @@ async function main(): Promise<void> {
   }
   for (const spec of specs) {
     if (!spec.server) continue;
-    const load = combine(spec.rounds);
+    const load = combineRounds(spec.rounds);
     scenarios.push({
       name: spec.name,
       what: spec.what,

@@ -102,3 +102,31 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     rssMbAfter: rssMb(pids),
   };
 }
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+/** Rounds of one scenario as one result: totals for rates and CPU, medians for latency. */
+export function combineRounds(rounds: readonly LoadResult[]): LoadResult {
+  const sum = (f: (r: LoadResult) => number) => rounds.reduce((a, r) => a + f(r), 0);
+  const certificates = sum((r) => r.certificates);
+  const seconds = sum((r) => r.seconds);
+  const cpu = sum((r) => r.serverCpuSeconds);
+  return {
+    requests: sum((r) => r.requests),
+    certificates,
+    failures: sum((r) => r.failures),
+    seconds,
+    certificatesPerSecond: certificates / seconds,
+    p50: median(rounds.map((r) => r.p50)),
+    p90: median(rounds.map((r) => r.p90)),
+    p99: median(rounds.map((r) => r.p99)),
+    max: Math.max(...rounds.map((r) => r.max)),
+    serverCpuSeconds: cpu,
+    cpuSecondsPer1000: certificates ? (cpu / certificates) * 1000 : NaN,
+    serverProcesses: rounds[0]?.serverProcesses ?? 0,
+    rssMbAfter: rounds[rounds.length - 1]?.rssMbAfter ?? [],
+  };
+}

@@ -1,4 +1,4 @@
-import { runLoad, type LoadResult, type RequestShape } from './load';
+import { combineRounds, median, runLoad, type LoadResult, type RequestShape } from './load';
 import { runPaced, type PacedResult } from './paced';
 import { load1, peakRssMb, processTree } from './proc';
 
@@ -57,33 +57,6 @@ export interface VersusResult {
   readonly pacedRounds: number;
   readonly pacedSeconds: number;
   readonly loadAverages: number[];
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
-}
-
-function combineLoad(rounds: readonly LoadResult[]): LoadResult {
-  const sum = (f: (r: LoadResult) => number) => rounds.reduce((a, r) => a + f(r), 0);
-  const certificates = sum((r) => r.certificates);
-  const seconds = sum((r) => r.seconds);
-  const cpu = sum((r) => r.serverCpuSeconds);
-  return {
-    requests: sum((r) => r.requests),
-    certificates,
-    failures: sum((r) => r.failures),
-    seconds,
-    certificatesPerSecond: certificates / seconds,
-    p50: median(rounds.map((r) => r.p50)),
-    p90: median(rounds.map((r) => r.p90)),
-    p99: median(rounds.map((r) => r.p99)),
-    max: Math.max(...rounds.map((r) => r.max)),
-    serverCpuSeconds: cpu,
-    cpuSecondsPer1000: certificates ? (cpu / certificates) * 1000 : NaN,
-    serverProcesses: rounds[0]?.serverProcesses ?? 0,
-    rssMbAfter: rounds[rounds.length - 1]?.rssMbAfter ?? [],
-  };
 }
 
 function combinePaced(rate: number, rounds: readonly PacedResult[]): PacedFigures {
@@ -164,7 +137,7 @@ export async function runVersus(options: {
     const combined = new Map(
       running.map(({ contender }) => [
         contender.name,
-        combineLoad(saturation.get(contender.name) ?? []),
+        combineRounds(saturation.get(contender.name) ?? []),
       ]),
     );
     const referenceName = combined.has(options.reference)

@@ -26,32 +26,51 @@ jest.setTimeout(120_000);
 
 beforeAll(() => ensureBuilt());
 
+interface ServePorts {
+  readonly ca: number;
+  readonly caMetrics: number;
+  readonly tsa: number;
+  readonly tsaMetrics: number;
+  readonly ctlog: number;
+}
+
+/** Every listener of `mayfly serve` on loopback, on free ports, quiet. */
+async function servePorts(): Promise<ServePorts> {
+  return {
+    ca: await freePort(),
+    caMetrics: await freePort(),
+    tsa: await freePort(),
+    tsaMetrics: await freePort(),
+    ctlog: await freePort(),
+  };
+}
+
+function serveEnv(p: ServePorts, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    MAYFLY_HOST: '127.0.0.1',
+    MAYFLY_PORT: String(p.ca),
+    MAYFLY_METRICS_HOST: '127.0.0.1',
+    MAYFLY_METRICS_PORT: String(p.caMetrics),
+    MAYFLY_GRPC_PORT: 'off',
+    MAYFLY_TSA_HOST: '127.0.0.1',
+    MAYFLY_TSA_PORT: String(p.tsa),
+    MAYFLY_TSA_METRICS_HOST: '127.0.0.1',
+    MAYFLY_TSA_METRICS_PORT: String(p.tsaMetrics),
+    MAYFLY_CTLOG_HOST: '127.0.0.1',
+    MAYFLY_CTLOG_PORT: String(p.ctlog),
+    MAYFLY_LOG_LEVEL: 'silent',
+    MAYFLY_TSA_LOG_LEVEL: 'silent',
+    ...extra,
+  };
+}
+
 test('serve starts the CA, the TSA and the CT log, the CA embeds SCTs, and SIGTERM stops all', async () => {
-  const [ca, caMetrics, tsa, tsaMetrics, ctlog] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
+  const ports = await servePorts();
+  const { ca, tsa, ctlog } = ports;
   const issuer = await startDevIssuer();
   const child = spawn(process.execPath, [join(repoRoot, 'dist/services/cli/main.js'), 'serve'], {
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: String(ca),
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: String(caMetrics),
-      MAYFLY_TSA_HOST: '127.0.0.1',
-      MAYFLY_TSA_PORT: String(tsa),
-      MAYFLY_TSA_METRICS_HOST: '127.0.0.1',
-      MAYFLY_TSA_METRICS_PORT: String(tsaMetrics),
-      MAYFLY_CTLOG_HOST: '127.0.0.1',
-      MAYFLY_CTLOG_PORT: String(ctlog),
-      MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer),
-      MAYFLY_LOG_LEVEL: 'silent',
-      MAYFLY_TSA_LOG_LEVEL: 'silent',
-    },
+    env: serveEnv(ports, { MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer) }),
   });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
@@ -114,38 +133,15 @@ test('serve starts the CA, the TSA and the CT log, the CA embeds SCTs, and SIGTE
 });
 
 test('serve --dev-issuer starts the development issuer beside them and the CA trusts it (and only it)', async () => {
-  const ports = await Promise.all(Array.from({ length: 6 }, () => freePort()));
-  const [ca, caMetrics, tsa, tsaMetrics, ctlog, dev] = ports as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const ports = await servePorts();
+  const { ca } = ports;
+  const dev = await freePort();
   const child = spawn(
     process.execPath,
     [join(repoRoot, 'dist/services/cli/main.js'), 'serve', '--dev-issuer'],
-    {
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        MAYFLY_HOST: '127.0.0.1',
-        MAYFLY_PORT: String(ca),
-        MAYFLY_METRICS_HOST: '127.0.0.1',
-        MAYFLY_METRICS_PORT: String(caMetrics),
-        MAYFLY_GRPC_PORT: 'off',
-        MAYFLY_TSA_HOST: '127.0.0.1',
-        MAYFLY_TSA_PORT: String(tsa),
-        MAYFLY_TSA_METRICS_HOST: '127.0.0.1',
-        MAYFLY_TSA_METRICS_PORT: String(tsaMetrics),
-        MAYFLY_CTLOG_HOST: '127.0.0.1',
-        MAYFLY_CTLOG_PORT: String(ctlog),
-        // Read by the supervisor, never passed on: the CA refuses MAYFLY_DEV_ISSUER*.
-        MAYFLY_DEV_ISSUER_PORT: String(dev),
-        MAYFLY_LOG_LEVEL: 'silent',
-        MAYFLY_TSA_LOG_LEVEL: 'silent',
-      },
-    },
+    // MAYFLY_DEV_ISSUER_PORT is read by the supervisor, never passed on: the CA refuses
+    // MAYFLY_DEV_ISSUER*.
+    { env: serveEnv(ports, { MAYFLY_DEV_ISSUER_PORT: String(dev) }) },
   );
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
