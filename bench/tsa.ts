@@ -160,9 +160,8 @@ async function main(): Promise<void> {
 
 Command: \`npm run bench:tsa\` (TSA_BENCH_TIMESTAMPS=${RSS_TIMESTAMPS}, TSA_BENCH_SECONDS=${PEAK_SECONDS}).
 Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB, Linux ${m.kernel}, Node ${m.node}, OpenSSL ${m.openssl}.
-**Shared machine**: about six engineers ran builds and tests on these ${m.cores} cores at the same time (1-minute load
-average ${loadBefore} when the measured runs began), so absolute figures are low and noisy; compare the ratios, which
-come from one run.
+1-minute load average ${loadBefore} when the measured runs began (on a machine shared with other work, absolute
+figures are low and noisy; compare the ratios, which come from one run).
 
 | what | figure |
 | --- | --- |
