@@ -387,7 +387,7 @@ describe('a caller of the registration authority outside HTTP', () => {
     const email = 'audit-grpc@example.com';
     const key = makeKey('p256');
     const token = await ca.issuer.mintEmail(email);
-    const origin = { requestId: 'grpc-1', route: 'grpc', clientIp: '10.9.8.7' };
+    const origin = { requestId: 'grpc-1', route: 'grpc', clientIp: '203.0.113.7' };
     const issuedBefore = await counter('mayfly_certificates_issued_total', {
       issuer_type: 'email',
     });
@@ -398,8 +398,8 @@ describe('a caller of the registration authority outside HTTP', () => {
     );
     const lines = audit.lines.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => [l.event, l.requestId, l.route, l.clientIp, l.serial])).toEqual([
-      ['certificate_signing', 'grpc-1', 'grpc', '10.9.8.7', result.serial],
-      ['certificate_issued', 'grpc-1', 'grpc', '10.9.8.7', result.serial],
+      ['certificate_signing', 'grpc-1', 'grpc', '203.0.113.7', result.serial],
+      ['certificate_issued', 'grpc-1', 'grpc', '203.0.113.7', result.serial],
     ]);
     expect(lines[1]!.certificateSha256).toBe(createHash('sha256').update(result.der).digest('hex'));
     expect(await counter('mayfly_certificates_issued_total', { issuer_type: 'email' })).toBe(

@@ -7,7 +7,7 @@ import { CaError, ERROR_TABLE, type CaErrorCode } from '../../../../services/ca/
 describe('peerAddress', () => {
   test.each([
     ['127.0.0.1:5678', '127.0.0.1'],
-    ['ipv4:10.0.0.1:443', '10.0.0.1'],
+    ['ipv4:192.0.2.1:443', '192.0.2.1'],
     ['[::1]:5678', '::1'],
     ['ipv6:[2001:db8::1]:80', '2001:db8::1'],
     ['[::ffff:192.0.2.1]:1', '::ffff:192.0.2.1'],
