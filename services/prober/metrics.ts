@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { registerProcessMetrics } from '../common/process-metrics';
 
 /**
  * The prober's metrics: the black-box SLI. One probe is one request to one endpoint; it
@@ -22,13 +23,7 @@ export function createProberMetrics(
   registry: Registry,
   build: { version: string } = { version: 'dev' },
 ): ProberMetrics {
-  collectDefaultMetrics({ register: registry, prefix: 'mayfly_prober_' });
-  new Gauge({
-    name: 'mayfly_prober_build_info',
-    help: 'Build information; always 1.',
-    labelNames: ['version', 'node_version'],
-    registers: [registry],
-  }).set({ version: build.version, node_version: process.version }, 1);
+  registerProcessMetrics(registry, 'mayfly_prober_', build);
   return {
     registry,
     probeDuration: new Histogram({

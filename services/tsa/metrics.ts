@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { registerProcessMetrics } from '../common/process-metrics';
 
 /** Every metric the TSA exports, on a registry owned by one app instance. */
 export interface TsaMetrics {
@@ -22,13 +23,7 @@ export interface TsaMetrics {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
 export function createTsaMetrics(registry: Registry, build = { version: 'dev' }): TsaMetrics {
-  collectDefaultMetrics({ register: registry, prefix: 'mayfly_tsa_' });
-  new Gauge({
-    name: 'mayfly_tsa_build_info',
-    help: 'Build information; always 1.',
-    labelNames: ['version', 'node_version'],
-    registers: [registry],
-  }).set({ version: build.version, node_version: process.version }, 1);
+  registerProcessMetrics(registry, 'mayfly_tsa_', build);
   return {
     registry,
     httpRequestDuration: new Histogram({

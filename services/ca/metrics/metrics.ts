@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { registerProcessMetrics } from '../../common/process-metrics';
 
 /**
  * Every metric mayfly exports, on a registry owned by one app instance (never
@@ -61,16 +62,7 @@ export function createMetrics(
   registry: Registry,
   build: { version: string } = { version: 'dev' },
 ): Metrics {
-  collectDefaultMetrics({ register: registry, prefix: 'mayfly_' });
-  const buildInfo = new Gauge({
-    name: 'mayfly_build_info',
-    help: 'Build information; always 1.',
-    labelNames: ['version', 'node_version'],
-    registers: [registry],
-    // One series per process; cluster workers all report the same build.
-    aggregator: 'first',
-  });
-  buildInfo.set({ version: build.version, node_version: process.version }, 1);
+  registerProcessMetrics(registry, 'mayfly_', build);
   let caChains: () => readonly CaChainValidity[] = () => [];
   let caNow: () => number = Date.now;
   const caCertificateExpiry = new Gauge({
