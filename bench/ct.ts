@@ -7,6 +7,7 @@
  *
  *   npm run bench:ct [-- --seconds 5 --concurrency 64 --interval 100]
  */
+import { encodePem } from '../services/common/encoding';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,11 +23,6 @@ import { silentLogger } from '../services/common/logger';
 import { generateEphemeralKey } from '../services/common/signer/signer';
 import { startCtlog } from '../services/ctlog/app';
 import { loadCtlogConfig } from '../services/ctlog/config';
-
-function pem(type: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${type}-----\n${b64.replace(/.{64}/g, '$&\n')}\n-----END ${type}-----\n`;
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -49,7 +45,7 @@ async function main(): Promise<void> {
     generateEphemeralKey(),
     systemClock,
   );
-  writeFileSync(join(work, 'roots.pem'), pem('CERTIFICATE', signer.chain.at(-1)!));
+  writeFileSync(join(work, 'roots.pem'), encodePem('CERTIFICATE', signer.chain.at(-1)!));
   const log = await startCtlog(
     loadCtlogConfig({
       MAYFLY_CTLOG_HOST: '127.0.0.1',
@@ -61,7 +57,7 @@ async function main(): Promise<void> {
     silentLogger,
     systemClock,
   );
-  writeFileSync(join(work, 'log.pub'), pem('PUBLIC KEY', log.key.spki));
+  writeFileSync(join(work, 'log.pub'), encodePem('PUBLIC KEY', log.key.spki));
   const off = new CertificateAuthority(signer);
   const on = new CertificateAuthority(signer, {
     ct: new CtLogs({

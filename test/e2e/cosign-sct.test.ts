@@ -7,6 +7,7 @@
  * signature is flipped (the certificate re-signed by the CA key, so that only the SCT is
  * wrong; the same re-signing without the flip still verifies, so the refusal is the SCT's).
  */
+import { encodePem } from '../../services/common/encoding';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -44,11 +45,6 @@ let bundlePath: string;
 let bundle: {
   verificationMaterial: { certificate: { rawBytes: string } };
 } & Record<string, unknown>;
-
-function pem(type: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${type}-----\n${b64.replace(/.{64}/g, '$&\n')}\n-----END ${type}-----\n`;
-}
 
 interface Run {
   code: number | null;
@@ -182,7 +178,7 @@ beforeAll(async () => {
 
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
   const rootsFile = join(work, 'roots.pem');
-  await writeFile(rootsFile, pem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
+  await writeFile(rootsFile, encodePem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
   log = await startCtlog(
     loadCtlogConfig({
       MAYFLY_CTLOG_HOST: '127.0.0.1',
@@ -195,7 +191,7 @@ beforeAll(async () => {
     silentLogger,
     systemClock,
   );
-  logKeyPem = pem('PUBLIC KEY', log.key.spki);
+  logKeyPem = encodePem('PUBLIC KEY', log.key.spki);
   const logKeyFile = join(work, 'log.pub');
   await writeFile(logKeyFile, logKeyPem);
   tsa = await startTestTsa();

@@ -1,4 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { encodePem } from '../../../services/common/encoding';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock } from '../../../services/common/clock';
@@ -18,11 +19,6 @@ export interface SoakCa {
   readonly chain: readonly X509Certificate[];
 }
 
-function pem(label: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${label}-----\n${b64.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END ${label}-----\n`;
-}
-
 export async function makeSoakCa(dir: string): Promise<SoakCa> {
   const intermediate = generateEphemeralKey();
   const signer = await createEphemeralChain(generateEphemeralKey(), intermediate, systemClock);
@@ -31,7 +27,7 @@ export async function makeSoakCa(dir: string): Promise<SoakCa> {
   const transfer = intermediate.exportForWorkers(signer.chain);
   const chainFile = join(dir, 'chain.pem');
   const keyFile = join(dir, 'key.pem');
-  writeFileSync(chainFile, signer.chain.map((der) => pem('CERTIFICATE', der)).join(''));
+  writeFileSync(chainFile, signer.chain.map((der) => encodePem('CERTIFICATE', der)).join(''));
   writeFileSync(
     keyFile,
     createPrivateKey(transfer.key).export({ type: 'pkcs8', format: 'pem' }).toString(),

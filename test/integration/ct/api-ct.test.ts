@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { encodePem } from '../../../services/common/encoding';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
@@ -32,16 +33,11 @@ let logKeyFile: string;
 let ca: TestCa;
 const sockets: Socket[] = [];
 
-function pem(type: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${type}-----\n${b64.replace(/.{64}/g, '$&\n')}\n-----END ${type}-----\n`;
-}
-
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'mayfly-api-ct-'));
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
   const rootsFile = join(work, 'roots.pem');
-  writeFileSync(rootsFile, pem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
+  writeFileSync(rootsFile, encodePem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
   log = await startCtlog(
     loadCtlogConfig({
       MAYFLY_CTLOG_HOST: '127.0.0.1',
@@ -55,7 +51,7 @@ beforeAll(async () => {
     systemClock,
   );
   logKeyFile = join(work, 'log.pub');
-  writeFileSync(logKeyFile, pem('PUBLIC KEY', log.key.spki));
+  writeFileSync(logKeyFile, encodePem('PUBLIC KEY', log.key.spki));
   ca = await startTestCa({
     env: { MAYFLY_CT_LOG_URL: `${log.url}/`, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile },
     overrides: { signer },

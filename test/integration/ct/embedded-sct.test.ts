@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { encodePem } from '../../../services/common/encoding';
 import { X509Certificate, verify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -45,16 +46,11 @@ let logKeyFile: string;
 const servers: Server[] = [];
 const sockets: Socket[] = [];
 
-function pem(type: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${type}-----\n${b64.replace(/.{64}/g, '$&\n')}\n-----END ${type}-----\n`;
-}
-
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'mayfly-embedded-sct-'));
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
   const rootsFile = join(work, 'roots.pem');
-  writeFileSync(rootsFile, pem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
+  writeFileSync(rootsFile, encodePem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
   log = await startCtlog(
     loadCtlogConfig({
       MAYFLY_CTLOG_HOST: '127.0.0.1',
@@ -68,7 +64,7 @@ beforeAll(async () => {
     systemClock,
   );
   logKeyFile = join(work, 'log.pub');
-  writeFileSync(logKeyFile, pem('PUBLIC KEY', log.key.spki));
+  writeFileSync(logKeyFile, encodePem('PUBLIC KEY', log.key.spki));
 });
 
 afterAll(async () => {

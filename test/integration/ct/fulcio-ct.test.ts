@@ -6,6 +6,7 @@
  * files and the same log, produces a certificate of the same shape: the same extensions in
  * the same order, the SCT list last and non-critical.
  */
+import { encodePem } from '../../../services/common/encoding';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,11 +35,6 @@ let fulcio: ChildProcess;
 let fulcioUrl: string;
 let fulcioLog = '';
 
-function pem(type: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${type}-----\n${b64.replace(/.{64}/g, '$&\n')}\n-----END ${type}-----\n`;
-}
-
 beforeAll(async () => {
   const fulcioBin = goTool('fulcio');
   work = mkdtempSync(join(tmpdir(), 'mayfly-fulcio-ct-'));
@@ -46,7 +42,7 @@ beforeAll(async () => {
   writeFileSync(join(work, 'chain.pem'), caFiles.chainPem);
   writeFileSync(join(work, 'key.pem'), caFiles.keyPem);
   writeFileSync(join(work, 'key-password'), caFiles.password!);
-  writeFileSync(join(work, 'roots.pem'), pem('CERTIFICATE', caFiles.root.raw));
+  writeFileSync(join(work, 'roots.pem'), encodePem('CERTIFICATE', caFiles.root.raw));
   log = await startCtlog(
     loadCtlogConfig({
       MAYFLY_CTLOG_HOST: '127.0.0.1',
@@ -60,7 +56,7 @@ beforeAll(async () => {
     systemClock,
   );
   const logKeyFile = join(work, 'log.pub');
-  writeFileSync(logKeyFile, pem('PUBLIC KEY', log.key.spki));
+  writeFileSync(logKeyFile, encodePem('PUBLIC KEY', log.key.spki));
   mayfly = await startTestCa({
     env: {
       MAYFLY_CA: 'file',
