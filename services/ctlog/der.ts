@@ -141,3 +141,100 @@ export function tbsWithoutPoison(cert: Buffer): Buffer {
   }
   return wrap(0x30, Buffer.concat(body));
 }
+
+/** The parts of a certificate that a signature check needs. */
+export interface CertificateParts {
+  /** The signed bytes (DER TBSCertificate). */
+  readonly tbs: Buffer;
+  /** DER AlgorithmIdentifier of the signature (outer; equal to the TBS's own). */
+  readonly signatureAlgorithm: Buffer;
+  /** The signature (the BIT STRING's content, no unused bits). */
+  readonly signature: Buffer;
+  /** DER Name of the issuer. */
+  readonly issuer: Buffer;
+  /** DER Name of the subject. */
+  readonly subject: Buffer;
+  readonly notAfter: Date;
+}
+
+const TIME = {
+  utc: /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/,
+  generalized: /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/,
+};
+
+function readTime(buf: Buffer, t: Tlv): Date {
+  const text = buf.toString('latin1', t.valueStart, t.end);
+  let m: RegExpExecArray | null;
+  let year: number;
+  if (t.tag === 0x17 && (m = TIME.utc.exec(text))) {
+    const yy = Number(m[1]);
+    year = yy >= 50 ? 1900 + yy : 2000 + yy; // RFC 5280 §4.1.2.5.1
+  } else if (t.tag === 0x18 && (m = TIME.generalized.exec(text))) {
+    year = Number(m[1]);
+  } else {
+    throw new DerError('bad time');
+  }
+  const [mo, d, h, mi, s] = m.slice(2).map(Number) as [number, number, number, number, number];
+  const date = new Date(Date.UTC(year, mo - 1, d, h, mi, s));
+  if (
+    date.getUTCMonth() !== mo - 1 ||
+    date.getUTCDate() !== d ||
+    date.getUTCHours() !== h ||
+    date.getUTCMinutes() !== mi ||
+    date.getUTCSeconds() !== s
+  )
+    throw new DerError('bad time');
+  return date;
+}
+
+/**
+ * Splits an X.509 certificate (RFC 5280 §4.1) into what a signature check needs, walking
+ * the outer structure and the TBS's fields strictly (tags, order, definite lengths, nothing
+ * after the certificate). It does not vet extensions or the public key: a caller that needs
+ * the certificate vetted parses it with X509Certificate.
+ */
+export function certificateParts(cert: Buffer): CertificateParts {
+  const outer = readTlv(cert, 0);
+  if (outer.tag !== 0x30 || outer.end !== cert.length) throw new DerError('not a certificate');
+  const top = children(cert, outer);
+  if (top.length !== 3) throw new DerError('not a certificate');
+  const [tbsTlv, alg, sig] = top as [Tlv, Tlv, Tlv];
+  if (tbsTlv.tag !== 0x30 || alg.tag !== 0x30 || sig.tag !== 0x03)
+    throw new DerError('not a certificate');
+  if (sig.end - sig.valueStart < 2 || cert[sig.valueStart] !== 0)
+    throw new DerError('bad signature bit string');
+  const fields = children(cert, tbsTlv);
+  let i = 0;
+  if (fields[i]?.tag === 0xa0) i++; // version
+  const [serial, innerAlg, issuer, validity, subject, spki] = fields.slice(i, i + 6);
+  if (
+    serial?.tag !== 0x02 ||
+    innerAlg?.tag !== 0x30 ||
+    issuer?.tag !== 0x30 ||
+    validity?.tag !== 0x30 ||
+    subject?.tag !== 0x30 ||
+    spki?.tag !== 0x30
+  )
+    throw new DerError('bad TBSCertificate');
+  let last = 0xa0;
+  for (const f of fields.slice(i + 6)) {
+    if (f.tag !== 0xa1 && f.tag !== 0xa2 && f.tag !== 0xa3)
+      throw new DerError('bad TBSCertificate');
+    if (f.tag <= last) throw new DerError('bad TBSCertificate');
+    last = f.tag;
+  }
+  const algorithm = cert.subarray(alg.start, alg.end);
+  if (!algorithm.equals(cert.subarray(innerAlg.start, innerAlg.end)))
+    throw new DerError('the signature algorithms differ');
+  const times = children(cert, validity);
+  if (times.length !== 2) throw new DerError('bad validity');
+  readTime(cert, times[0]!);
+  return {
+    tbs: cert.subarray(tbsTlv.start, tbsTlv.end),
+    signatureAlgorithm: algorithm,
+    signature: cert.subarray(sig.valueStart + 1, sig.end),
+    issuer: cert.subarray(issuer.start, issuer.end),
+    subject: cert.subarray(subject.start, subject.end),
+    notAfter: readTime(cert, times[1]!),
+  };
+}

@@ -36,6 +36,8 @@ export interface CertOptions {
   /** The issuer; none = self-signed. */
   readonly issuer?: TestCert;
   readonly key?: { privateKey: KeyObject; publicKey: KeyObject };
+  /** Writes the issuer's name with a PrintableString (the same name to RFC 5280, other bytes). */
+  readonly issuerNamePrintable?: string;
 }
 
 function rdn(cn: string): pkijs.RelativeDistinguishedNames {
@@ -64,12 +66,24 @@ export function makeCert(options: CertOptions = {}): TestCert {
   const alg = new pkijs.AlgorithmIdentifier({ algorithmId: ECDSA_SHA256 });
   cert.signature = alg;
   cert.subject = rdn(cn);
-  cert.issuer = options.issuer
-    ? new pkijs.Certificate({ schema: asn1js.fromBER(options.issuer.der).result }).subject
-    : rdn(cn);
+  cert.issuer = options.issuerNamePrintable
+    ? new pkijs.RelativeDistinguishedNames({
+        typesAndValues: [
+          new pkijs.AttributeTypeAndValue({
+            type: '2.5.4.3',
+            value: new asn1js.PrintableString({ value: options.issuerNamePrintable }),
+          }),
+        ],
+      })
+    : options.issuer
+      ? new pkijs.Certificate({ schema: asn1js.fromBER(options.issuer.der).result }).subject
+      : rdn(cn);
   const now = Date.now();
-  cert.notBefore = new pkijs.Time({ type: 0, value: options.notBefore ?? new Date(now - 60_000) });
-  cert.notAfter = new pkijs.Time({ type: 0, value: options.notAfter ?? new Date(now + 600_000) });
+  // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+  const time = (value: Date) =>
+    new pkijs.Time({ type: value.getUTCFullYear() < 2050 ? 0 : 1, value });
+  cert.notBefore = time(options.notBefore ?? new Date(now - 60_000));
+  cert.notAfter = time(options.notAfter ?? new Date(now + 600_000));
   const spki = pair.publicKey.export({ type: 'spki', format: 'der' });
   cert.subjectPublicKeyInfo = new pkijs.PublicKeyInfo({ schema: asn1js.fromBER(spki).result });
   const extensions: pkijs.Extension[] = [];

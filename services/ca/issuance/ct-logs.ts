@@ -8,6 +8,7 @@ import {
   type CtLogKey,
   type Sct,
 } from '../../common/ct/sct';
+import { JsonPoster } from './json-post';
 
 /**
  * The CA's RFC 6962 client: `add-pre-chain` to each configured log, over HTTP only. Every
@@ -49,6 +50,7 @@ export class CtLogError extends Error {}
 export interface CtLog {
   readonly url: string;
   readonly key: CtLogKey;
+  readonly addPreChain: URL;
 }
 
 interface Breaker {
@@ -75,7 +77,8 @@ export function loadCtLog(settings: CtLogSettings): CtLog {
   }
   if (!/^https?:\/\/[^/]+/.test(settings.url))
     throw new CtLogError(`the CT log URL is not an http(s) URL: ${settings.url}`);
-  return { url: settings.url.replace(/\/+$/, ''), key };
+  const url = settings.url.replace(/\/+$/, '');
+  return { url, key, addPreChain: new URL(`${url}/ct/v1/add-pre-chain`) };
 }
 
 /** Statuses worth another try within the budget (as ct-go retries them). */
@@ -100,6 +103,7 @@ export class CtLogs {
   readonly logs: readonly CtLog[];
   private readonly breakers: Breaker[];
   private readonly breaker: { readonly failures: number; readonly coolOffMs: number };
+  private readonly poster = new JsonPoster();
 
   constructor(
     private readonly settings: CtSettings,
@@ -206,14 +210,7 @@ export class CtLogs {
       let status: number;
       let text: string;
       try {
-        const res = await fetch(`${log.url}/ct/v1/add-pre-chain`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body,
-          signal,
-        });
-        status = res.status;
-        text = await res.text();
+        ({ status, text } = await this.poster.post(log.addPreChain, body, signal));
       } catch (err) {
         if (signal.aborted) throw err;
         status = 0;

@@ -1,0 +1,60 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+
+/**
+ * A JSON POST over node:http with kept-alive connections: the CA's client for CT logs. It
+ * costs a fraction of `fetch` (undici with web streams and an AbortSignal per request took
+ * about 0.5 ms of CPU per submission, more than the SCT's signature check), and a CA asks a
+ * log once per certificate.
+ */
+
+export interface JsonPostResponse {
+  readonly status: number;
+  readonly text: string;
+}
+
+/** Longer answers are cut: an SCT response is a few hundred bytes. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+export class JsonPoster {
+  private readonly http = new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
+  private readonly https = new HttpsAgent({ keepAlive: true, maxFreeSockets: 64 });
+
+  post(url: URL, body: string, signal: AbortSignal): Promise<JsonPostResponse> {
+    const tls = url.protocol === 'https:';
+    const send = tls ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(
+        url,
+        {
+          method: 'POST',
+          agent: tls ? this.https : this.http,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+          signal,
+        },
+        (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size <= MAX_RESPONSE_BYTES) chunks.push(chunk);
+          });
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.http.destroy();
+    this.https.destroy();
+  }
+}
