@@ -1,5 +1,5 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,6 +14,13 @@ import { latencyPlot, type LoadPoint } from './lib/plot';
 import { load1, machineFacts, peakRssMb, processTree, rssMb } from './lib/proc';
 import { summarizeProfile, type ProfileSummary } from './lib/profile';
 import { makeSoakCa } from './lib/soak/ca';
+import {
+  children,
+  startMayfly,
+  startScript,
+  stopper,
+  type RunningServer,
+} from './lib/servers';
 import {
   renderVersus,
   runVersus,
@@ -35,7 +42,6 @@ import { runMicro, type MicroReport } from './micro';
  */
 
 const repoRoot = resolve(__dirname, '..', '..');
-const mainJs = join(repoRoot, 'dist/services/ca/main.js');
 const peerJs = join(repoRoot, 'dist/bench/peer-server.js');
 const expressJs = join(repoRoot, 'dist/bench/express-server.js');
 const transportJs = join(repoRoot, 'dist/bench/transport-server.js');
@@ -108,108 +114,6 @@ function log(line: string): void {
 }
 
 // ---------------------------------------------------------------- servers
-
-interface RunningServer {
-  readonly name: string;
-  readonly pid: number;
-  readonly url: string;
-  readonly metricsPort?: number;
-  stop(): Promise<void>;
-}
-
-const children = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-
-async function waitForLine(file: string, pattern: RegExp, child: ChildProcess, what: string) {
-  const until = Date.now() + 30_000;
-  for (;;) {
-    const match = pattern.exec(readFileSync(file, 'utf8'));
-    if (match) return match;
-    if (child.exitCode !== null) throw new Error(`${what} exited: ${readFileSync(file, 'utf8')}`);
-    if (Date.now() > until) throw new Error(`${what} did not start`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function stopper(child: ChildProcess): () => Promise<void> {
-  return () =>
-    new Promise((resolvePromise) => {
-      if (child.exitCode !== null) return resolvePromise();
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        children.delete(child);
-        resolvePromise();
-      });
-      child.kill('SIGTERM');
-    });
-}
-
-/** Output goes to a file, not through this process: reading it would cost the bench CPU. */
-function spawnServer(script: string, args: string[], env: Record<string, string>, out: string) {
-  const fd = openSync(out, 'w');
-  const child = spawn(process.execPath, [...args, script], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', fd, fd],
-  });
-  closeSync(fd);
-  children.add(child);
-  return child;
-}
-
-async function startMayfly(
-  name: string,
-  dir: string,
-  env: Record<string, string>,
-  nodeArgs: string[] = [],
-): Promise<RunningServer> {
-  const out = join(dir, `${name.replace(/\W+/g, '-')}.log`);
-  const child = spawnServer(
-    mainJs,
-    nodeArgs,
-    {
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
-      MAYFLY_LOG_LEVEL: 'info',
-      MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
-      MAYFLY_SHUTDOWN_GRACE_MS: '2000',
-      ...env,
-    },
-    out,
-  );
-  const match = await waitForLine(
-    out,
-    /listening on http:\/\/127\.0\.0\.1:(\d+) \(metrics on port (\d+)\)/,
-    child,
-    name,
-  );
-  return {
-    name,
-    pid: child.pid!,
-    url: `http://127.0.0.1:${match[1]}`,
-    metricsPort: Number(match[2]),
-    stop: stopper(child),
-  };
-}
-
-async function startScript(name: string, script: string, dir: string, env: Record<string, string>) {
-  const out = join(dir, `${name.replace(/\W+/g, '-')}.log`);
-  const child = spawnServer(script, [], env, out);
-  const match = await waitForLine(out, /listening (\d+)/, child, name);
-  return {
-    name,
-    pid: child.pid!,
-    url: `http://127.0.0.1:${match[1]}`,
-    stop: stopper(child),
-  } satisfies RunningServer;
-}
 
 /** A redis-server of test/helpers (tracked, killed on exit), or undefined without one. */
 async function startRedis(): Promise<{ port: number; stop(): Promise<void> } | undefined> {

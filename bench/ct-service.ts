@@ -1,0 +1,247 @@
+/**
+ * CT on vs CT off as an operator runs it (issue #17 targets: throughput with CT ≥ 60 % of
+ * without, same machine, log and PostgreSQL included; p99 ≤ the log's sequencing interval +
+ * 30 ms at 80 % of peak). The compiled CA (`dist/services/ca/main.js`, default settings, one
+ * process, the file CA, rate limits off) twice, once with `MAYFLY_CT_LOG_URL` pointing at
+ * mayfly's CT log and once without; the log as its own process
+ * (`dist/services/ctlog/main.js`) on PostgreSQL (a real server started here with initdb) or
+ * on its directory backend. Real v2 requests (an OIDC token from a local issuer, a fresh
+ * P-256 key and its proof). Closed-loop rounds alternate the two CAs; then both are paced at
+ * 80 % of the CT peak. CPU is read from /proc for the CA, and for the log and PostgreSQL.
+ *
+ *   npm run bench:ct-service [-- --backend postgres|directory --seconds 5 --rounds 3
+ *                                --connections 256 --interval 100]
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { encodePem } from '../services/common/encoding';
+import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
+import { freshDatabase } from '../test/helpers/ctlog';
+import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { startPostgres, stopAllPostgres, type PostgresProcess } from '../test/helpers/postgres';
+import { makeFixtures, scratchDir } from './lib/fixtures';
+import { median, runLoad, type LoadResult, type RequestShape } from './lib/load';
+import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
+import { spawnServer, startMayfly, stopper, waitForLine, type RunningServer } from './lib/servers';
+import { makeSoakCa } from './lib/soak/ca';
+
+const repoRoot = resolve(__dirname, '..', '..');
+const ctlogJs = join(repoRoot, 'dist/services/ctlog/main.js');
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+interface Row {
+  readonly round: number;
+  readonly mode: 'CT off' | 'CT on';
+  readonly result: LoadResult;
+  /** CA + log + PostgreSQL CPU-ms per certificate. */
+  readonly cpuMs: number;
+  readonly caCpuMs: number;
+}
+
+async function startLog(
+  dir: string,
+  env: Record<string, string>,
+): Promise<RunningServer & { key: Buffer }> {
+  const out = join(dir, 'ctlog.log');
+  const child = spawnServer(ctlogJs, [], env, out);
+  const match = await waitForLine(out, /"port":(\d+)[^\n]*"msg":"ctlog listening"/, child, 'ctlog');
+  const url = `http://127.0.0.1:${match[1]}`;
+  const meta = (await (await fetch(`${url}/log.json`)).json()) as { key: string };
+  return {
+    name: 'ctlog',
+    pid: child.pid!,
+    url,
+    stop: stopper(child),
+    key: Buffer.from(meta.key, 'base64'),
+  };
+}
+
+function pgPids(pg: PostgresProcess | undefined): number[] {
+  if (!pg) return [];
+  const pid = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  return processTree(pid);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      backend: { type: 'string', default: 'postgres' },
+      seconds: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '256' },
+      interval: { type: 'string', default: '100' },
+      fixtures: { type: 'string', default: '2000' },
+      out: { type: 'string' },
+    },
+  });
+  const backend = values.backend === 'directory' ? 'directory' : 'postgres';
+  const seconds = Number(values.seconds);
+  const rounds = Number(values.rounds);
+  const connections = Number(values.connections);
+  const interval = Number(values.interval);
+  const started = new Date();
+  const loadBefore = load1();
+  const dir = scratchDir();
+  const servers: { stop(): Promise<void> }[] = [];
+  let pg: PostgresProcess | undefined;
+  try {
+    const issuer = await startDevIssuer({ host: '127.0.0.1' });
+    servers.push({ stop: () => issuer.close() });
+    log(`ct-service: ${values.fixtures} fixtures`);
+    const fixtures = await makeFixtures(issuer, Number(values.fixtures), 'ES256');
+    const requests: RequestShape[] = fixtures.map((f) => ({
+      path: '/api/v2/signingCert',
+      body: f.v2Body,
+      headers: { 'content-type': 'application/json' },
+    }));
+    const ca = await makeSoakCa(dir);
+    const rootsFile = join(dir, 'roots.pem');
+    writeFileSync(rootsFile, encodePem('CERTIFICATE', Buffer.from(ca.chain.at(-1)!.raw)));
+
+    const logEnv: Record<string, string> = {
+      MAYFLY_CTLOG_HOST: '127.0.0.1',
+      MAYFLY_CTLOG_PORT: '0',
+      MAYFLY_CTLOG_ROOTS: rootsFile,
+      MAYFLY_CTLOG_SEQUENCE_INTERVAL_MS: String(interval),
+      MAYFLY_LOG_LEVEL: 'info',
+    };
+    if (backend === 'postgres') {
+      log('ct-service: PostgreSQL');
+      pg = await startPostgres();
+      logEnv.MAYFLY_CTLOG_DATABASE_URL = await freshDatabase(pg);
+    } else {
+      logEnv.MAYFLY_CTLOG_DIR = join(dir, 'ctlog');
+    }
+    const ctlog = await startLog(dir, logEnv);
+    servers.push(ctlog);
+    const logKeyFile = join(dir, 'ctlog.pub');
+    writeFileSync(logKeyFile, encodePem('PUBLIC KEY', ctlog.key));
+
+    const baseEnv = {
+      MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir),
+      MAYFLY_RATELIMITS: 'off',
+      MAYFLY_CA: 'file',
+      MAYFLY_CA_CERT: ca.chainFile,
+      MAYFLY_CA_KEY: ca.keyFile,
+    };
+    const off = await startMayfly('ca-ct-off', dir, baseEnv);
+    servers.push(off);
+    const on = await startMayfly('ca-ct-on', dir, {
+      ...baseEnv,
+      MAYFLY_CT_LOG_URL: ctlog.url,
+      MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile,
+    });
+    servers.push(on);
+
+    const sidePids = () => [ctlog.pid, ...pgPids(pg)];
+    const measure = async (
+      server: RunningServer,
+      options: { duration: number; rate?: number },
+    ): Promise<{ result: LoadResult; cpuMs: number; caCpuMs: number }> => {
+      const side = sidePids();
+      const before = treeCpuSeconds(side);
+      const result = await runLoad({
+        url: server.url,
+        requests,
+        connections,
+        duration: options.duration,
+        ...(options.rate !== undefined ? { rate: options.rate } : {}),
+        serverPid: server.pid,
+        okStatus: 200,
+      });
+      const sideCpu = treeCpuSeconds(side) - before;
+      const n = Math.max(1, result.certificates);
+      return {
+        result,
+        caCpuMs: (result.serverCpuSeconds / n) * 1000,
+        cpuMs: ((result.serverCpuSeconds + sideCpu) / n) * 1000,
+      };
+    };
+
+    log('ct-service: warm-up');
+    await measure(off, { duration: 2 });
+    await measure(on, { duration: 2 });
+    const rows: Row[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      const order = round % 2 === 1 ? ([off, on] as const) : ([on, off] as const);
+      for (const server of order) {
+        const mode = server === on ? 'CT on' : 'CT off';
+        log(`ct-service: round ${round}, ${mode}`);
+        const m = await measure(server, { duration: seconds });
+        rows.push({ round, mode, ...m });
+      }
+    }
+    const modeRows = (mode: Row['mode']) => rows.filter((r) => r.mode === mode);
+    const rate = (mode: Row['mode']) =>
+      median(modeRows(mode).map((r) => r.result.certificatesPerSecond));
+    const cpu = (mode: Row['mode'], f: (r: Row) => number) => median(modeRows(mode).map(f));
+    const peakOn = rate('CT on');
+    const peakOff = rate('CT off');
+    const pace = Math.max(1, Math.round(peakOn * 0.8));
+    log(`ct-service: paced at ${pace}/s (80 % of the CT peak)`);
+    const pacedOn = await measure(on, { duration: seconds * 2, rate: pace });
+    const pacedOff = await measure(off, { duration: seconds * 2, rate: pace });
+
+    const facts = machineFacts();
+    const command = `npm run bench:ct-service -- --backend ${backend} --seconds ${seconds} --rounds ${rounds} --connections ${connections} --interval ${interval}`;
+    const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+    const lines = [
+      `# CT on vs off, as deployed (issue #17) — ${started.toISOString()}`,
+      '',
+      `Command: \`${command}\``,
+      '',
+      `Machine: ${facts.cpu}, ${facts.cores} cores, node ${facts.node}; load average ${loadBefore} before, ${load1()} after.`,
+      '',
+      `The compiled CA (one process, default settings, file CA, rate limits off) with and without`,
+      `\`MAYFLY_CT_LOG_URL\`; mayfly's CT log as its own process on ${backend === 'postgres' ? 'PostgreSQL 15 (started here, same machine)' : 'its directory backend'},`,
+      `sequencing interval ${interval} ms; v2 requests with real OIDC tokens and proofs, ${connections}`,
+      `keep-alive connections, ${seconds} s per round, the two CAs alternating. "CPU per certificate" is`,
+      'the CA process plus, with CT, the log and PostgreSQL processes (everything the certificate cost).',
+      '',
+      '| round | mode | certificates/s | p50 ms | p99 ms | CPU ms per certificate (all) | of which the CA | failures |',
+      '|---|---|---|---|---|---|---|---|',
+      ...rows.map(
+        (r) =>
+          `| ${r.round} | ${r.mode} | ${fmt(r.result.certificatesPerSecond)} | ${fmt(r.result.p50)} | ${fmt(r.result.p99)} | ${fmt(r.cpuMs, 3)} | ${fmt(r.caCpuMs, 3)} | ${r.result.failures} |`,
+      ),
+      '',
+      `Throughput with CT / without (medians): **${fmt((peakOn / peakOff) * 100)} %** (${fmt(peakOn)} vs ${fmt(peakOff)} certificates/s; target ≥ 60 %).`,
+      `CPU per certificate, everything included, without / with CT: ${fmt((cpu('CT off', (r) => r.cpuMs) / cpu('CT on', (r) => r.cpuMs)) * 100)} %;`,
+      `the CA's own CPU per certificate without / with CT: ${fmt((cpu('CT off', (r) => r.caCpuMs) / cpu('CT on', (r) => r.caCpuMs)) * 100)} %.`,
+      '',
+      `## Paced at 80 % of the CT peak (${pace} requests/s, ${seconds * 2} s each)`,
+      '',
+      '| mode | achieved/s | p50 ms | p99 ms | CPU ms per certificate (all) | failures |',
+      '|---|---|---|---|---|---|',
+      ...(
+        [
+          ['CT on', pacedOn],
+          ['CT off', pacedOff],
+        ] as const
+      ).map(
+        ([mode, m]) =>
+          `| ${mode} | ${fmt(m.result.certificatesPerSecond)} | ${fmt(m.result.p50)} | ${fmt(m.result.p99)} | ${fmt(m.cpuMs, 3)} | ${m.result.failures} |`,
+      ),
+      '',
+      `Target: p99 with CT ≤ interval + 30 ms = ${interval + 30} ms → ${pacedOn.result.p99 <= interval + 30 ? 'met' : 'not met'} (${fmt(pacedOn.result.p99)} ms).`,
+      '',
+    ];
+    const report = lines.join('\n');
+    process.stdout.write(report);
+    const outDir = resolve(values.out ?? join(repoRoot, 'bench/results'));
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, `ct-service-${backend}.md`), report);
+  } finally {
+    for (const s of servers.reverse()) await s.stop().catch(() => undefined);
+    await stopAllPostgres();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
