@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../common/logger';
 import type { Clock } from '../common/clock';
 import { signTreeHead, type SignedTreeHead } from './checkpoint';
@@ -66,8 +67,12 @@ export class Sequencer {
   ) {}
 
   start(): void {
+    // A batch is cut every interval, measured from the start of the previous one (not from
+    // its end): a submission waits at most one interval plus one batch's work.
+    let began = 0;
     const tick = () => {
       if (this.stopped) return;
+      began = performance.now();
       this.running = this.step()
         .then(() => undefined)
         .catch((err: unknown) => {
@@ -76,7 +81,11 @@ export class Sequencer {
         })
         .finally(() => {
           this.running = undefined;
-          if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs);
+          if (!this.stopped)
+            this.timer = setTimeout(
+              tick,
+              Math.max(0, this.options.intervalMs - (performance.now() - began)),
+            );
         });
     };
     this.timer = setTimeout(tick, 0);
