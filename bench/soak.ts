@@ -341,7 +341,7 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
             ],
             [
               'CT log front',
-              `a second nginx (same config) on ${ctLog.url}; the CA replicas have MAYFLY_CT_LOG_URL=${ctLog.url} and the log's public key (MAYFLY_CT_MIN_SCTS 1, MAYFLY_CT_TIMEOUT_MS 10000 by default)`,
+              `a second nginx on ${ctLog.url}, the same config except that a 503 of a log replica (its database away) goes back to the CA instead of on to the other replica; the CA replicas have MAYFLY_CT_LOG_URL=${ctLog.url} and the log's public key (MAYFLY_CT_MIN_SCTS 1, MAYFLY_CT_TIMEOUT_MS 10000 by default)`,
             ],
           ] as [string, string][])
         : []),

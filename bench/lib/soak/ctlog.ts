@@ -233,9 +233,10 @@ export interface SoakLog {
 
 /**
  * PostgreSQL (initdb in a temporary folder, on a fixed loopback port), two log replicas on
- * it, and an nginx of their own in front (the same config as the CA's: passive health
- * checks, a failed or 502/503 attempt goes on to the other replica; resubmitting to the log
- * is safe, it deduplicates). The first replica starts alone, so that it creates the schema.
+ * it, and an nginx of their own in front (the CA's config: passive health checks, a failed
+ * or 502 attempt goes on to the other replica, which is safe, the log deduplicates; but a
+ * 503, the database away, goes back to the CA, which retries it). The first replica starts
+ * alone, so that it creates the schema.
  */
 export async function startSoakLog(input: {
   readonly dir: string;
@@ -281,6 +282,7 @@ export async function startSoakLog(input: {
     dir: join(input.dir, 'nginx-ctlog'),
     port: nginxPort,
     upstreams: replicas.map((r) => r.port),
+    nextUpstreamOn503: false,
   });
   return {
     postgres,
