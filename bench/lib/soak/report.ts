@@ -237,6 +237,14 @@ export function renderReport(r: SoakReport): string {
         'load average (1, 5, 15 min)',
         `before ${r.loadAverage.before.join(', ')}; after ${r.loadAverage.after.join(', ')}; 1-min during the run: mean ${num(r.loadAverage.duringMean, 2)}, max ${num(r.loadAverage.duringMax, 2)}`,
       ],
+      ...(r.loadAverage.duringMean > r.machine.cores
+        ? [
+            [
+              'shared machine',
+              `yes: the 1-min load average stayed above the ${r.machine.cores} cores (mean ${num(r.loadAverage.duringMean, 2)}); other work ran on this machine during the soak, so its latencies are those of a crowded machine, and only figures within this run compare`,
+            ],
+          ]
+        : []),
       [
         'load',
         `${num(r.options.rate)} requests/s offered, open loop, for ${sec(r.options.durationMs)} (ran ${num(r.loadSeconds, 1)} s); 70 % v2, 30 % v1`,
