@@ -9,14 +9,27 @@ import { generousLimitsFile, makeFixtures } from './lib/fixtures';
 import { machineFacts } from './lib/proc';
 import { makeSoakCa } from './lib/soak/ca';
 import { chaosSteps } from './lib/soak/chaos';
+import {
+  buildInclusionChecker,
+  checkInclusion,
+  startSoakLog,
+  treeSize,
+  type InclusionCheck,
+} from './lib/soak/ctlog';
 import { summarizeLogs } from './lib/soak/logs';
 import { emptyStats, runSoakLoad } from './lib/soak/client';
 import { ensureNginx, startNginx, summarizeAccessLog, summarizeErrorLog } from './lib/soak/nginx';
 import { parseOptions, type SoakOptions } from './lib/soak/options';
-import { stablePort } from './lib/soak/procs';
+import { stablePort, until } from './lib/soak/procs';
 import { SENTINEL_NAME, startSentinelGroup } from './lib/soak/redis';
 import { Replica } from './lib/soak/replicas';
-import { countCuts, renderReport, verdict, type ReplicaRow } from './lib/soak/report';
+import {
+  countCuts,
+  renderReport,
+  verdict,
+  type CtOutcome,
+  type ReplicaRow,
+} from './lib/soak/report';
 import { Schedule } from './lib/soak/schedule';
 import { CertificateChecker } from './lib/soak/verify';
 
@@ -30,11 +43,17 @@ import { CertificateChecker } from './lib/soak/verify';
  * exits 1 when under 99.99 % of requests got a certificate or any certificate was wrong.
  *
  *   npm run soak -- --duration 60s --rate 50      (or SOAK_DURATION=60s SOAK_RATE=50)
- *   flags: --duration, --rate, --target, --identities, --retries, --out DIR, --keep
+ *   flags: --duration, --rate, --target, --identities, --retries, --out DIR, --keep, --ct
+ *
+ * `--ct` (or SOAK_CT=1) adds mayfly's CT log: PostgreSQL, two log replicas behind an nginx
+ * of their own, the CA replicas embedding its SCTs; the log's sequencer leader is killed and
+ * PostgreSQL restarted during the load, every certificate must carry a verified SCT, and at
+ * the end certificate-transparency-go checks each one's entry in the log's tree.
  */
 
 const repoRoot = resolve(__dirname, '..', '..');
 const mainJs = join(repoRoot, 'dist/services/ca/main.js');
+const ctlogMainJs = join(repoRoot, 'dist/services/ctlog/main.js');
 
 function log(line: string): void {
   process.stderr.write(`soak: ${line}\n`);
@@ -80,6 +99,22 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
     `Redis: primary :${redis.nodes[0]!.port}, replica :${redis.nodes[1]!.port}, sentinels ${redis.sentinelAddresses.join(' ')}`,
   );
 
+  const ctLog = options.ct
+    ? await startSoakLog({
+        dir,
+        mainJs: ctlogMainJs,
+        cwd: repoRoot,
+        nginxBinary,
+        root: ca.chain[ca.chain.length - 1]!,
+      })
+    : undefined;
+  // Built before the load (a first build would compete with it for the CPU).
+  const inclusionChecker = ctLog ? buildInclusionChecker(repoRoot) : undefined;
+  if (ctLog)
+    log(
+      `CT log: ${ctLog.postgresVersion} on :${ctLog.postgres.port}; replicas ${ctLog.replicas.map((r) => `:${r.port}`).join(' ')} behind ${ctLog.url}`,
+    );
+
   const env: Record<string, string> = {
     MAYFLY_LOG_LEVEL: 'info',
     MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir),
@@ -94,6 +129,9 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
     // nginx is the client's hop: its X-Forwarded-For names the client for per-IP limits.
     MAYFLY_TRUSTED_PROXIES: 'loopback',
     MAYFLY_SHUTDOWN_GRACE_MS: '10000',
+    ...(ctLog
+      ? { MAYFLY_CT_LOG_URL: ctLog.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: ctLog.key.publicKeyFile }
+      : {}),
   };
   const replicas: Replica[] = [];
   for (const name of ['replica-a', 'replica-b', 'replica-c']) {
@@ -125,7 +163,7 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
       rate: 20,
       durationMs: 500,
       retries: 0,
-      checker: new CertificateChecker(ca.chain),
+      checker: new CertificateChecker(ca.chain, ctLog?.key.key),
       windowOf: () => 0,
     });
     if (warm.succeeded !== warm.requests)
@@ -136,8 +174,17 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
   }
   const startRows = replicas.map((r) => ({ pid: r.pid, rss: r.current!.rssAtStartMb }));
 
-  const schedule = new Schedule(chaosSteps({ replicas, redis, issuer }));
-  const checker = new CertificateChecker(ca.chain);
+  const schedule = new Schedule(
+    chaosSteps({
+      replicas,
+      redis,
+      issuer,
+      ...(ctLog
+        ? { ct: { replicas: ctLog.replicas, postgres: ctLog.postgres, url: ctLog.url } }
+        : {}),
+    }),
+  );
+  const checker = new CertificateChecker(ca.chain, ctLog?.key.key);
   const stats = emptyStats();
   const loadSamples: number[] = [];
   const origin = performance.now();
@@ -189,6 +236,33 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
   const finalPrimary = await redis.primary().catch(() => undefined);
   const redisKeys = await finalPrimary?.cli('DBSIZE').catch(() => '?');
 
+  // The CT log's final check, through its nginx, while everything still runs.
+  let ctChecked:
+    | { inclusion: InclusionCheck; published: boolean; figures: CertificateChecker['ctFigures'] }
+    | undefined;
+  if (ctLog && inclusionChecker) {
+    const f = checker.ctFigures;
+    log(`CT: checking ${f.leaves.length} certificates' entries in the log with ct-go`);
+    // Every leaf_index seen is sequenced, so it is in a checkpoint; get-sth may lag a second.
+    const size = await until(
+      'the log to publish every entry',
+      async () => ((await treeSize(ctLog.url)) > f.maxLeafIndex ? true : undefined),
+      30_000,
+      500,
+    ).catch(() => false);
+    const inclusion = await checkInclusion(
+      inclusionChecker,
+      ctLog.url,
+      ctLog.key,
+      ca.chain,
+      f.leaves,
+    );
+    log(
+      `CT: ${inclusion.included} of ${inclusion.checked} entries included (tree ${inclusion.treeSize}) in ${inclusion.ms} ms${inclusion.failures.length ? `; ${inclusion.failures.join('; ')}` : ''}`,
+    );
+    ctChecked = { inclusion, published: size === true, figures: f };
+  }
+
   await nginx.stop();
   const access = summarizeAccessLog(nginx.accessLog);
   const cuts = countCuts(
@@ -201,6 +275,27 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
   await Promise.all(replicas.map((r) => r.terminate()));
   await redis.stop();
   await issuer.close();
+  let ct: CtOutcome | undefined;
+  if (ctLog && ctChecked) {
+    const logReplicas = ctLog.replicas.map((r) => ({
+      name: r.name,
+      port: r.port,
+      pids: [...r.pids],
+      leaderships: r.leadershipsTaken(),
+    }));
+    await ctLog.stop();
+    const f = ctChecked.figures;
+    ct = {
+      sctVerified: f.sctVerified,
+      maxLeafIndex: f.maxLeafIndex,
+      skewMs: [f.minSkewMs, f.maxSkewMs],
+      published: ctChecked.published,
+      inclusion: ctChecked.inclusion,
+      logReplicas,
+      access: summarizeAccessLog(ctLog.nginx.accessLog),
+      logLines: summarizeLogs(ctLog.replicas.map((r) => r.logFile)),
+    };
+  }
 
   const root = ca.chain[ca.chain.length - 1]!;
   const report = {
@@ -238,6 +333,18 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
         'CA',
         `one file CA for all replicas: ${ca.chain.map((c) => c.subject.replace(/\n/g, ', ')).join(' ← ')}; root SHA-256 ${root.fingerprint256}`,
       ],
+      ...(ctLog
+        ? ([
+            [
+              'CT log',
+              `2 × \`node dist/services/ctlog/main.js\` (${ctLog.replicas.map((r) => `${r.name} :${r.port}`).join(', ')}) on one ${ctLog.postgresVersion} (initdb in a temporary folder, loopback :${ctLog.postgres.port}); one sequencer elected by advisory lock, default sequencing interval (100 ms); one P-256 log key (PKCS#8 PEM) for both; accepts the soak root only`,
+            ],
+            [
+              'CT log front',
+              `a second nginx on ${ctLog.url}, the same config except that a 503 of a log replica (its database away) goes back to the CA instead of on to the other replica; the CA replicas have MAYFLY_CT_LOG_URL=${ctLog.url} and the log's public key (MAYFLY_CT_MIN_SCTS 1, MAYFLY_CT_TIMEOUT_MS 10000 by default)`,
+            ],
+          ] as [string, string][])
+        : []),
       ['rate limits', 'on, through Redis, with limits no request reaches (bench/lib/fixtures.ts)'],
       [
         'Redis at the end',
@@ -255,6 +362,7 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
     windowLabel: (i: number) => schedule.windowLabel(i),
     certificatesChecked: checker.checked,
     replicaLogs: summarizeLogs(replicas.map((r) => r.logFile)),
+    ...(ct ? { ct } : {}),
     scratch: dir,
   };
   const markdown = renderReport(report);
@@ -264,9 +372,13 @@ async function soak(options: SoakOptions, command: string): Promise<boolean> {
     .toISOString()
     .replace(/:/g, '-')
     .replace(/\.\d+Z$/, 'Z');
-  const file = join(options.outDir, `soak-${stamp}.md`);
+  // A run with the CT log has its own name, and leaves soak-latest.md to the plain soak.
+  const file = join(options.outDir, `soak-${options.ct ? 'ct-' : ''}${stamp}.md`);
   writeFileSync(file, markdown);
-  writeFileSync(join(options.outDir, 'soak-latest.md'), markdown);
+  writeFileSync(
+    join(options.outDir, options.ct ? 'soak-ct-latest.md' : 'soak-latest.md'),
+    markdown,
+  );
   process.stdout.write(markdown);
   log(`report: ${file}`);
   log(result.pass ? 'PASS' : `FAIL: ${result.reasons.join('; ')}`);
@@ -281,7 +393,7 @@ async function main(): Promise<void> {
     options = parseOptions(argv, process.env, repoRoot);
   } catch (err) {
     process.stderr.write(
-      `soak: ${(err as Error).message}\nusage: npm run soak -- [--duration 10m] [--rate 100] [--target 0.9999] [--identities 1000] [--retries 2] [--out DIR] [--keep]\n`,
+      `soak: ${(err as Error).message}\nusage: npm run soak -- [--duration 10m] [--rate 100] [--target 0.9999] [--identities 1000] [--retries 2] [--out DIR] [--keep] [--ct]\n`,
     );
     process.exit(2);
   }

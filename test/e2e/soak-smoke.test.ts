@@ -4,11 +4,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /**
- * Keeps `npm run soak` working: the same program for thirty seconds, with the whole chaos
- * schedule compressed into them (replicas killed and drained, two Redis failovers, the JWKS
- * endpoint down), three replicas behind nginx, Redis behind Sentinel. Asserted: the report
- * exists, every chaos step ran, every certificate was right, the share is computed from the
- * counts, and the exit status agrees with the verdict. The share target is 99 % here (a few
+ * Keeps `npm run soak -- --ct` working: the same program for thirty seconds, with the whole
+ * chaos schedule compressed into them (replicas killed and drained, two Redis failovers, the
+ * JWKS endpoint down, the CT log's sequencer leader killed, PostgreSQL restarted), three
+ * replicas behind nginx, Redis behind Sentinel, two CT log replicas on PostgreSQL behind
+ * their own nginx. Asserted: the report exists, every chaos step ran, every certificate was
+ * right and carried a verified SCT, certificate-transparency-go found every one's entry in
+ * the log's tree, the share is computed from the counts, and the exit status agrees with the
+ * verdict. (`--ct` only adds to the plain soak: the same steps run, and more.) The share target is 99 % here (a few
  * thousand requests on a shared CI machine); the ten-minute run holds 99.99 %.
  */
 
@@ -43,9 +46,18 @@ interface Summary {
   readonly stepsRun: number;
   readonly stepsFailed: number;
   readonly pass: boolean;
+  readonly ct: {
+    readonly sctVerified: number;
+    readonly checked: number;
+    readonly ctgoSctVerified: number;
+    readonly included: number;
+    readonly treeSize: number;
+    readonly maxLeafIndex: number;
+    readonly leaderships: number;
+  };
 }
 
-test('the soak runs its chaos schedule through nginx and checks every certificate', async () => {
+test('the soak runs its chaos schedule through nginx, with the CT log, and checks every certificate', async () => {
   expect(existsSync(soakJs)).toBe(true);
   const out = mkdtempSync(join(tmpdir(), 'mayfly-soak-smoke-'));
   const rate = 40;
@@ -56,7 +68,18 @@ test('the soak runs its chaos schedule through nginx and checks every certificat
   }>((resolvePromise) => {
     execFile(
       process.execPath,
-      [soakJs, '--duration', '30s', '--rate', String(rate), '--target', '0.99', '--out', out],
+      [
+        soakJs,
+        '--ct',
+        '--duration',
+        '30s',
+        '--rate',
+        String(rate),
+        '--target',
+        '0.99',
+        '--out',
+        out,
+      ],
       { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024, timeout: 280_000 },
       (err, so, se) =>
         resolvePromise({
@@ -67,9 +90,11 @@ test('the soak runs its chaos schedule through nginx and checks every certificat
     );
   });
   const files = readdirSync(out);
-  expect(files).toContain('soak-latest.md');
-  expect(files.filter((f) => /^soak-\d{4}-\d\d-\d\dT[\d-]+Z\.md$/.test(f))).toHaveLength(1);
-  const report = readFileSync(join(out, 'soak-latest.md'), 'utf8');
+  // A CT run has its own names and leaves soak-latest.md alone.
+  expect(files).toContain('soak-ct-latest.md');
+  expect(files).not.toContain('soak-latest.md');
+  expect(files.filter((f) => /^soak-ct-\d{4}-\d\d-\d\dT[\d-]+Z\.md$/.test(f))).toHaveLength(1);
+  const report = readFileSync(join(out, 'soak-ct-latest.md'), 'utf8');
   // The report is also what the command prints.
   expect(stdout).toBe(report);
   for (const section of [
@@ -83,6 +108,10 @@ test('the soak runs its chaos schedule through nginx and checks every certificat
     'Redis: SENTINEL FAILOVER',
     'Redis: kill -9 the primary',
     'JWKS endpoint down',
+    'CT log: kill -9 the sequencer leader',
+    'CT log: restart the killed replica',
+    'PostgreSQL: fast restart',
+    '## Certificate Transparency',
   ])
     expect(report).toContain(section);
 
@@ -100,12 +129,23 @@ test('the soak runs its chaos schedule through nginx and checks every certificat
   // kill -9 steps are counted too, and are expected.)
   expect(summary.drainCuts).toBe(0);
   expect(summary.cutAttempts).toBeGreaterThanOrEqual(summary.drainCuts);
-  expect(summary.stepsRun).toBe(11);
+  expect(summary.stepsRun).toBe(14);
   expect(summary.stepsFailed).toBe(0);
   expect(summary.p50).toBeGreaterThan(0);
   expect(summary.p50).toBeLessThanOrEqual(summary.p99);
   expect(summary.p99).toBeLessThanOrEqual(summary.max);
   expect(summary.share).toBeGreaterThanOrEqual(0.99);
+  // Every certificate carried the log's SCT, verified, and ct-go found each one's entry in
+  // the tree; the sequencer lock changed hands (the leader was killed).
+  expect(summary.ct.sctVerified).toBe(summary.succeeded);
+  expect(summary.ct).toMatchObject({
+    checked: summary.succeeded,
+    ctgoSctVerified: summary.succeeded,
+    included: summary.succeeded,
+  });
+  expect(summary.ct.treeSize).toBeGreaterThanOrEqual(summary.succeeded);
+  expect(summary.ct.maxLeafIndex).toBeLessThan(summary.ct.treeSize);
+  expect(summary.ct.leaderships).toBeGreaterThanOrEqual(2);
   // The exit status is the verdict.
   expect({ code, pass: summary.pass, stderr: summary.pass ? '' : stderr }).toEqual({
     code: 0,

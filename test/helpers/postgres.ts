@@ -49,7 +49,8 @@ export class PostgresProcess {
     readonly dir: string,
   ) {}
 
-  static async start(): Promise<PostgresProcess> {
+  /** `port`: a fixed one (the soak's, below the ephemeral range); default a free one. */
+  static async start(port?: number): Promise<PostgresProcess> {
     const bin = postgresBinDir();
     const dir = mkdtempSync(join(tmpdir(), 'mayfly-pg-'));
     const ids = owner();
@@ -59,7 +60,7 @@ export class PostgresProcess {
       ['-D', join(dir, 'data'), '-U', 'mayfly', '--auth=trust', '-E', 'UTF8', '--locale=C'],
       { stdio: 'pipe', cwd: dir, ...ids },
     );
-    const p = new PostgresProcess(await freePort(), dir);
+    const p = new PostgresProcess(port ?? (await freePort()), dir);
     live.add(p);
     await p.spawn();
     return p;
@@ -128,9 +129,13 @@ export class PostgresProcess {
     await exited;
   }
 
-  /** Crash (immediate shutdown) and start again on the same port and data. */
-  async restart(): Promise<void> {
-    await this.stop('SIGQUIT');
+  /**
+   * Stop and start again on the same port and data: by default a crash (immediate shutdown,
+   * WAL recovery at the start); `fast` is `pg_ctl restart -m fast` (SIGINT: connections cut,
+   * a checkpoint, a clean stop).
+   */
+  async restart(mode: 'immediate' | 'fast' = 'immediate'): Promise<void> {
+    await this.stop(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
     await this.spawn();
   }
 
@@ -141,8 +146,8 @@ export class PostgresProcess {
   }
 }
 
-export function startPostgres(): Promise<PostgresProcess> {
-  return PostgresProcess.start();
+export function startPostgres(port?: number): Promise<PostgresProcess> {
+  return PostgresProcess.start(port);
 }
 
 export async function stopAllPostgres(): Promise<void> {

@@ -1,4 +1,7 @@
 import type { DevIssuer } from '../../../services/dev-issuer/dev-issuer';
+import type { PostgresProcess } from '../../../test/helpers/postgres';
+import { findLeader, treeSize, type LogReplica } from './ctlog';
+import { until } from './procs';
 import { SENTINEL_NAME, type RedisNode, type SentinelGroup } from './redis';
 import type { Replica } from './replicas';
 import type { ChaosStep } from './schedule';
@@ -15,6 +18,13 @@ export interface ChaosTargets {
   readonly replicas: readonly Replica[];
   readonly redis: SentinelGroup;
   readonly issuer: DevIssuer;
+  /** With `--ct`: the two CT log replicas and their PostgreSQL. */
+  readonly ct?: {
+    readonly replicas: readonly LogReplica[];
+    readonly postgres: PostgresProcess;
+    /** The log's base URL (its nginx). */
+    readonly url: string;
+  };
 }
 
 const ms = (from: number) => `${Date.now() - from} ms`;
@@ -34,12 +44,67 @@ function restart(replica: Replica): () => Promise<string> {
   };
 }
 
-export function chaosSteps({ replicas, redis, issuer }: ChaosTargets): ChaosStep[] {
+/**
+ * The CT log's faults, between the first Redis failover and the second (which must wait for
+ * Sentinel's failover timeout anyway): the replica that sequences is killed (the other one
+ * takes the lock over) and comes back as a follower; then PostgreSQL restarts under load.
+ */
+function ctSteps(ct: NonNullable<ChaosTargets['ct']>): ChaosStep[] {
+  let killed: LogReplica | undefined;
+  return [
+    {
+      at: 0.4,
+      label: 'CT log: kill -9 the sequencer leader',
+      run: async () => {
+        const leader = await findLeader(ct.replicas);
+        const pid = leader.pid;
+        const from = Date.now();
+        await leader.crash();
+        killed = leader;
+        const next = await findLeader(ct.replicas.filter((r) => r !== leader));
+        return `${leader.name} (pid ${pid}) killed with SIGKILL; ${next.name} reports leading after ${ms(from)}`;
+      },
+    },
+    {
+      at: 0.45,
+      label: 'CT log: restart the killed replica',
+      run: async () => {
+        if (!killed) return 'nothing to restart';
+        const took = await killed.start();
+        return `${killed.name} pid ${killed.pid} listening on :${killed.port} after ${took} ms`;
+      },
+    },
+    {
+      at: 0.5,
+      label: 'PostgreSQL: fast restart (pg_ctl restart -m fast)',
+      run: async () => {
+        const before = await treeSize(ct.url);
+        const from = Date.now();
+        await ct.postgres.restart('fast');
+        const up = ms(from);
+        // Sequencing resumed: the published tree grew past its size before the restart.
+        const after = await until(
+          'the tree to grow again',
+          async () => {
+            const size = await treeSize(ct.url);
+            return size > before ? size : undefined;
+          },
+          30_000,
+          50,
+        );
+        const leader = await findLeader(ct.replicas);
+        return `stopped and ready again after ${up}; tree ${before} -> ${after} (sequencing again) after ${ms(from)}; ${leader.name} leads`;
+      },
+    },
+  ];
+}
+
+export function chaosSteps({ replicas, redis, issuer, ct }: ChaosTargets): ChaosStep[] {
   const [a, b, c] = replicas;
   if (!a || !b || !c) throw new Error('the chaos schedule needs three replicas');
   let jwksRequestsAtDown = 0;
   let killedRedis: RedisNode | undefined;
-  return [
+  const steps: ChaosStep[] = [
     { at: 0.08, label: `kill -9 ${a.name}`, run: crash(a) },
     { at: 0.16, label: `restart ${a.name}`, run: restart(a) },
     {
@@ -111,4 +176,9 @@ export function chaosSteps({ replicas, redis, issuer }: ChaosTargets): ChaosStep
     { at: 0.85, label: `kill -9 ${c.name}`, run: crash(c) },
     { at: 0.93, label: `restart ${c.name}`, run: restart(c) },
   ];
+  if (ct) {
+    const at = steps.findIndex((s) => s.at > 0.36);
+    steps.splice(at, 0, ...ctSteps(ct));
+  }
+  return steps;
 }

@@ -173,7 +173,10 @@ export async function runSoakLoad(
       if (result.status === okStatus) {
         let problem: string | undefined;
         try {
-          problem = options.checker.check(fixture, certificatesOf(version, result.body ?? ''));
+          problem = options.checker.check(
+            fixture,
+            certificatesOf(version, result.body ?? '', options.checker.ctLog !== undefined),
+          );
         } catch (err) {
           problem = `unreadable answer: ${(err as Error).message}`;
         }

@@ -55,9 +55,23 @@ export interface NginxConfigInput {
   readonly dir: string;
   readonly port: number;
   readonly upstreams: readonly number[];
+  /**
+   * Whether a 503 sends the request on to another upstream (and so counts as a failure that
+   * takes the upstream out for fail_timeout). Yes for the CA replicas (a draining replica's
+   * 503); no for the CT log's replicas, which share one database: a 503 there means the
+   * database is away for every replica, and taking them all out for 3 s would stretch a
+   * PostgreSQL restart of half a second into seconds of "no live upstreams". The CA retries
+   * a 503 itself, within its CT budget.
+   */
+  readonly nextUpstreamOn503?: boolean;
 }
 
-export function nginxConfig({ dir, port, upstreams }: NginxConfigInput): string {
+export function nginxConfig({
+  dir,
+  port,
+  upstreams,
+  nextUpstreamOn503 = true,
+}: NginxConfigInput): string {
   // A master started as root would run its workers as `nobody`, who cannot write the
   // scratch folder; naming the current user keeps every process as who started the soak.
   const user = process.getuid?.() === 0 ? `user ${userInfo().username};\n` : '';
@@ -103,7 +117,7 @@ ${upstreams.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=3s;`)
       # non_idempotent: nginx does not retry a POST once any of it was sent, and a replica
       # killed mid-request is exactly that case. Issuing a short-lived certificate twice is
       # harmless. (A draining replica cuts nothing: the report counts such attempts.)
-      proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+      proxy_next_upstream error timeout http_502${nextUpstreamOn503 ? ' http_503' : ''} non_idempotent;
       proxy_next_upstream_tries 3;
       proxy_next_upstream_timeout 20s;
     }

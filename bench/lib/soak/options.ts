@@ -21,6 +21,12 @@ export interface SoakOptions {
   readonly outDir: string;
   /** Keep the scratch folder (logs, configs) even when the run passes. */
   readonly keep: boolean;
+  /**
+   * The CT log too (opt-in: it needs PostgreSQL and the Go toolchain of scripts/go-refs.sh):
+   * two log replicas on one PostgreSQL, every certificate with an embedded SCT, the log's
+   * sequencer leader killed and PostgreSQL restarted during the load.
+   */
+  readonly ct: boolean;
 }
 
 export const DEFAULTS = {
@@ -64,6 +70,7 @@ export function parseOptions(
       retries: { type: 'string' },
       out: { type: 'string' },
       keep: { type: 'boolean' },
+      ct: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -94,5 +101,6 @@ export function parseOptions(
     retries: retriesValue,
     outDir: out ?? join(repoRoot, 'bench/results'),
     keep: values.keep === true || env.SOAK_KEEP === '1',
+    ct: values.ct === true || env.SOAK_CT === '1',
   };
 }

@@ -1,4 +1,5 @@
 import type { MachineFacts } from '../proc';
+import type { InclusionCheck } from './ctlog';
 import type { LoadStats } from './client';
 import type { AccessLogSummary, CutAttempt } from './nginx';
 import type { SoakOptions } from './options';
@@ -48,6 +49,32 @@ export interface SoakReport {
   /** The replicas' warn/error/fatal log lines, by level and message. */
   readonly replicaLogs: ReadonlyMap<string, number>;
   readonly scratch: string;
+  /** With `--ct`. */
+  readonly ct?: CtOutcome;
+}
+
+/** The CT log's side of a `--ct` run. */
+export interface CtOutcome {
+  /** Certificates whose embedded SCT the soak verified as they came (services/common/ct). */
+  readonly sctVerified: number;
+  readonly maxLeafIndex: number;
+  /** SCT timestamp minus notBefore, smallest and largest (ms). */
+  readonly skewMs: readonly [number, number];
+  /** Whether get-sth covered every leaf_index seen before the final check. */
+  readonly published: boolean;
+  /** The final check by certificate-transparency-go (test/go/soak-ct-check). */
+  readonly inclusion: InclusionCheck;
+  readonly logReplicas: readonly {
+    readonly name: string;
+    readonly port: number;
+    readonly pids: readonly number[];
+    /** Times its processes took the sequencer lock (log lines). */
+    readonly leaderships: number;
+  }[];
+  /** The log's nginx (what the CA replicas sent to the log). */
+  readonly access: AccessLogSummary;
+  /** The log replicas' warn/error/fatal lines. */
+  readonly logLines: ReadonlyMap<string, number>;
 }
 
 /**
@@ -99,6 +126,20 @@ export function verdict(r: SoakReport): Verdict {
     );
   if (r.stats.wrongCertificates > 0)
     reasons.push(`${r.stats.wrongCertificates} certificate(s) were wrong`);
+  if (r.ct) {
+    const c = r.ct;
+    const i = c.inclusion;
+    // Every certificate that counted as a success carried the log's verified SCT (a missing
+    // or bad one makes it wrong); and every one of them is in the log's tree.
+    if (c.sctVerified !== r.stats.succeeded)
+      reasons.push(
+        `${c.sctVerified} verified SCTs for ${r.stats.succeeded} certificates (every certificate needs one)`,
+      );
+    if (i.code !== 0 || i.checked !== c.sctVerified || i.included !== c.sctVerified)
+      reasons.push(
+        `ct-go found ${i.included} of ${c.sctVerified} certificates' entries in the log's tree (${i.sctVerified} SCTs verified${i.failures.length ? `; ${i.failures.slice(0, 3).join('; ')}` : ''})`,
+      );
+  }
   if (r.cuts.duringDrain > 0)
     reasons.push(`${r.cuts.duringDrain} request(s) cut by a draining replica`);
   const failedSteps = r.schedule.filter((s) => !s.ok);
@@ -146,6 +187,7 @@ export function renderReport(r: SoakReport): string {
   const s = r.stats;
   const sorted = [...s.latenciesMs].sort((x, y) => x - y);
   const lat = (p: number) => num(percentile(sorted, p), 1);
+  const c = r.ct;
   const summary = {
     requests: s.requests,
     succeeded: s.succeeded,
@@ -163,13 +205,26 @@ export function renderReport(r: SoakReport): string {
     stepsRun: r.schedule.length,
     stepsFailed: r.schedule.filter((x) => !x.ok).length,
     pass: v.pass,
+    ...(c
+      ? {
+          ct: {
+            sctVerified: c.sctVerified,
+            checked: c.inclusion.checked,
+            ctgoSctVerified: c.inclusion.sctVerified,
+            included: c.inclusion.included,
+            treeSize: c.inclusion.treeSize,
+            maxLeafIndex: c.maxLeafIndex,
+            leaderships: c.logReplicas.reduce((n, x) => n + x.leaderships, 0),
+          },
+        }
+      : {}),
   };
   const out: string[] = [
     `# mayfly chaos soak — ${r.started.toISOString()}`,
     '',
     `Command: \`${r.command}\` (from the repository root; it builds first).`,
     '',
-    `**${v.pass ? 'PASS' : 'FAIL'}**: ${num(s.succeeded)} of ${num(s.requests)} requests got a certificate (**${pct(v.share)}**, target ≥ ${pct(r.options.target)}); ${num(s.wrongCertificates)} wrong certificates among ${num(r.certificatesChecked)} checked.${v.reasons.length ? ` ${v.reasons.join('; ')}.` : ''}`,
+    `**${v.pass ? 'PASS' : 'FAIL'}**: ${num(s.succeeded)} of ${num(s.requests)} requests got a certificate (**${pct(v.share)}**, target ≥ ${pct(r.options.target)}); ${num(s.wrongCertificates)} wrong certificates among ${num(r.certificatesChecked)} checked.${c ? ` With the CT log: **${num(c.sctVerified)}** of ${num(s.succeeded)} certificates carry the log's SCT, verified (${pct(s.succeeded ? c.sctVerified / s.succeeded : 0)}); certificate-transparency-go found **${num(c.inclusion.included)}** of them in the log's tree with a valid inclusion proof.` : ''}${v.reasons.length ? ` ${v.reasons.join('; ')}.` : ''}`,
     '',
     '## Setup',
     '',
@@ -182,6 +237,14 @@ export function renderReport(r: SoakReport): string {
         'load average (1, 5, 15 min)',
         `before ${r.loadAverage.before.join(', ')}; after ${r.loadAverage.after.join(', ')}; 1-min during the run: mean ${num(r.loadAverage.duringMean, 2)}, max ${num(r.loadAverage.duringMax, 2)}`,
       ],
+      ...(r.loadAverage.duringMean > r.machine.cores
+        ? [
+            [
+              'shared machine',
+              `yes: the 1-min load average stayed above the ${r.machine.cores} cores (mean ${num(r.loadAverage.duringMean, 2)}); other work ran on this machine during the soak, so its latencies are those of a crowded machine, and only figures within this run compare`,
+            ],
+          ]
+        : []),
       [
         'load',
         `${num(r.options.rate)} requests/s offered, open loop, for ${sec(r.options.durationMs)} (ran ${num(r.loadSeconds, 1)} s); 70 % v2, 30 % v1`,
@@ -259,6 +322,7 @@ export function renderReport(r: SoakReport): string {
     `Every certificate received was checked (${num(r.certificatesChecked)}): the SAN is the email of the token that asked for it, the public key is the one sent, the chain is the soak CA's chain and the leaf's signature verifies with its issuing certificate (whose signature by the self-signed root was verified once), the validity covers the time of receipt, and no serial number came back twice. Wrong: **${num(s.wrongCertificates)}**.`,
     ...(s.wrongExamples.length ? ['', ...s.wrongExamples.map((e) => `- ${e}`)] : []),
     '',
+    ...(c ? [...ctSection(c, s.succeeded), ''] : []),
     '## Replicas (resident memory, VmRSS from /proc)',
     '',
     ...table(
@@ -327,4 +391,48 @@ export function renderReport(r: SoakReport): string {
     '',
   ];
   return out.join('\n');
+}
+
+function ctSection(c: CtOutcome, succeeded: number): string[] {
+  const i = c.inclusion;
+  const statuses = countRows(c.access.byStatus)
+    .map(([k, n]) => `${k}: ${n}`)
+    .join(', ');
+  return [
+    '## Certificate Transparency',
+    '',
+    ...table(['', ''], '|---|---|', [
+      [
+        'certificates with the log’s SCT, verified as they came',
+        `**${num(c.sctVerified)}** of ${num(succeeded)} (${pct(succeeded ? c.sctVerified / succeeded : 0)}): the SCT list taken out of the final certificate's TBS by the soak's own DER walk (bench/lib/soak/sct.ts), which gives the precertificate TBS without the poison; the SCT of the log's ID verified with services/common/ct over the precert entry (issuer key hash of the issuing CA); the SCT carries a leaf_index; its timestamp is within a minute of notBefore (observed: ${num(c.skewMs[0])} to ${num(c.skewMs[1])} ms after notBefore, which has whole seconds)`,
+      ],
+      [
+        'final check, certificate-transparency-go (test/go/soak-ct-check)',
+        `${num(i.checked)} certificates: SCT verified by ctutil.VerifySCT(embedded) **${num(i.sctVerified)}**; entry at the SCT's leaf_index with a valid inclusion proof (get-proof-by-hash, transparency-dev/merkle) against an STH of size ${num(i.treeSize)} whose signature ct-go verified: **${num(i.included)}**; ${i.failures.length ? `failures: ${i.failures.join('; ')}` : 'no failure'} (took ${num(i.ms / 1000, 1)} s)`,
+      ],
+      [
+        'tree',
+        `largest leaf_index seen ${num(c.maxLeafIndex)}; the STH covered it ${c.published ? 'before the final check' : '**not within 30 s**'}; tree size ${num(i.treeSize)} (warm-up certificates included, and precertificates of requests whose answer was lost: a precert logged is not a certificate issued)`,
+      ],
+      [
+        'log replicas',
+        c.logReplicas
+          .map(
+            (x) =>
+              `${x.name} :${x.port}: ${x.pids.length} process(es) (pids ${x.pids.join(', ')}), took the sequencer lock ${x.leaderships} time(s)`,
+          )
+          .join('; '),
+      ],
+      [
+        'the log’s nginx (CA → log)',
+        `${num(c.access.requests)} requests (the CA replicas' add-pre-chain and the final check's reads); answers by status: ${statuses || 'none'}; sent on to the other replica after a failed attempt: ${num(c.access.retriedUpstream)}`,
+      ],
+    ]),
+    '',
+    '### What the log replicas logged (warn and above)',
+    '',
+    ...(c.logLines.size
+      ? table(['level: message (error)', 'lines'], '|---|---:|', countRows(c.logLines))
+      : ['nothing']),
+  ];
 }
