@@ -22,6 +22,11 @@ export interface CtLogSettings {
   readonly url: string;
   /** PEM SPKI of the log's key. */
   readonly publicKeyFile: string;
+  /**
+   * The log's temporal window (a shard), RFC 3339 or Date: it accepts only certificates
+   * whose notAfter lies in [start, end), so it is asked for no other (unset: every one).
+   */
+  readonly temporal?: { readonly start: string | Date; readonly end: string | Date };
 }
 
 export interface CtSettings {
@@ -42,6 +47,8 @@ export interface CtSettings {
 /** Told about every submission, per log (the CT metrics). */
 export interface CtObserver {
   submitted(log: string, result: 'ok' | 'error', seconds: number, reason?: string): void;
+  /** A certificate whose notAfter too few logs' temporal windows hold (none was asked). */
+  noEligibleLog?(): void;
 }
 
 export class CtLogError extends Error {}
@@ -49,6 +56,22 @@ export class CtLogError extends Error {}
 export interface CtLog {
   readonly url: string;
   readonly key: CtLogKey;
+  /** The temporal window [start, end) in ms since the epoch (-Infinity, Infinity: none). */
+  readonly start: number;
+  readonly end: number;
+}
+
+function windowOf(settings: CtLogSettings): { start: number; end: number } {
+  if (!settings.temporal) return { start: -Infinity, end: Infinity };
+  const start = new Date(settings.temporal.start).getTime();
+  const end = new Date(settings.temporal.end).getTime();
+  if (Number.isNaN(start) || Number.isNaN(end))
+    throw new CtLogError(`the temporal window of ${settings.url} is not a pair of times`);
+  if (end <= start)
+    throw new CtLogError(
+      `the temporal window of ${settings.url} ends (${new Date(end).toISOString()}) at or before its start (${new Date(start).toISOString()})`,
+    );
+  return { start, end };
 }
 
 interface Breaker {
@@ -75,7 +98,7 @@ export function loadCtLog(settings: CtLogSettings): CtLog {
   }
   if (!/^https?:\/\/[^/]+/.test(settings.url))
     throw new CtLogError(`the CT log URL is not an http(s) URL: ${settings.url}`);
-  return { url: settings.url.replace(/\/+$/, ''), key };
+  return { url: settings.url.replace(/\/+$/, ''), key, ...windowOf(settings) };
 }
 
 /** Statuses worth another try within the budget (as ct-go retries them). */
@@ -89,6 +112,8 @@ export interface PrecertSubmission {
   readonly issuerKeyHash: Uint8Array;
   /** The precertificate's TBS without the poison: what the SCT signs. */
   readonly tbs: Uint8Array;
+  /** The certificate's notAfter: only the logs whose temporal window holds it are asked. */
+  readonly notAfter: Date;
 }
 
 export interface ObtainedSct {
@@ -116,10 +141,29 @@ export class CtLogs {
   }
 
   /**
+   * Throws CtLogError when fewer logs than the minimum have a temporal window holding this
+   * notAfter. A log refuses a certificate outside its window, so asking it would only spend
+   * the CT timeout: the CA checks this before it signs the precertificate, and fails at once.
+   */
+  assertEligible(notAfter: Date): void {
+    const t = notAfter.getTime();
+    let eligible = 0;
+    for (const log of this.logs) if (t >= log.start && t < log.end) eligible++;
+    if (eligible < this.settings.minScts) {
+      this.observer?.noEligibleLog?.();
+      throw new CtLogError(
+        `${eligible} configured log(s) accept a notAfter of ${notAfter.toISOString()} (their temporal windows), ${this.settings.minScts} needed`,
+      );
+    }
+  }
+
+  /**
    * The verified SCTs of the logs that answered in time, in configuration order; throws
    * CtLogError (details for the log only) when fewer than the minimum did.
    */
   async obtain(submission: PrecertSubmission): Promise<ObtainedSct[]> {
+    this.assertEligible(submission.notAfter);
+    const notAfter = submission.notAfter.getTime();
     const deadline = Date.now() + this.settings.timeoutMs;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.settings.timeoutMs);
@@ -129,14 +173,17 @@ export class CtLogs {
     try {
       const results = await Promise.allSettled(
         this.logs.map((log, i) =>
-          this.guarded(i, () => this.one(log, body, submission, deadline, controller.signal)),
+          notAfter >= log.start && notAfter < log.end
+            ? this.guarded(i, () => this.one(log, body, submission, deadline, controller.signal))
+            : null,
         ),
       );
       const obtained: ObtainedSct[] = [];
       const failures: string[] = [];
       results.forEach((r, i) => {
-        if (r.status === 'fulfilled') obtained.push({ log: this.logs[i]!, sct: r.value });
-        else failures.push(`${this.logs[i]!.url}: ${(r.reason as Error).message}`);
+        if (r.status === 'fulfilled') {
+          if (r.value) obtained.push({ log: this.logs[i]!, sct: r.value });
+        } else failures.push(`${this.logs[i]!.url}: ${(r.reason as Error).message}`);
       });
       if (obtained.length < this.settings.minScts)
         throw new CtLogError(
@@ -146,6 +193,20 @@ export class CtLogs {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Each log's state, read at scrape time (never on the request path): whether its breaker
+   * is tripped — from the failure that opens it until a success closes it, cool-off and
+   * trial requests included, so a log that stays down reads open however little traffic
+   * probes it — and the end of its temporal window (Infinity: none).
+   */
+  state(): { readonly log: string; readonly breakerOpen: boolean; readonly windowEnd: number }[] {
+    return this.logs.map((log, i) => ({
+      log: log.url,
+      breakerOpen: this.breakers[i]!.failures >= this.breaker.failures,
+      windowEnd: log.end,
+    }));
   }
 
   /** Runs one submission through the log's circuit breaker. */
