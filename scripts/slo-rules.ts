@@ -195,7 +195,7 @@ export function ctRuleGroups(config: SloConfig): RuleGroup[] {
 
   const errorRatio = num(config.ct.errorRatio);
   const slow = `${num(config.ct.latencyBurnFactor)} * ${num(latencyBudget)}`;
-  const windowEnd = `max by (${config.aggregationLabels.join(', ')}) (mayfly_ct_log_window_end_timestamp_seconds) - time()`;
+  const windowEnd = `max by (${config.aggregationLabels.join(', ')}) (mayfly_ct_log_window_end_seconds) - time()`;
   const alerts: Rule[] = [
     {
       alert: 'MayflyCtNoScts',

@@ -118,7 +118,7 @@ export function createMetrics(
       },
     }),
     ctLogWindowEnd: new Gauge({
-      name: 'mayfly_ct_log_window_end_timestamp_seconds',
+      name: 'mayfly_ct_log_window_end_seconds',
       help: "End of each CT log's temporal window (certificates whose notAfter is later are not sent to it), Unix time; +Inf for a log without a window.",
       labelNames: ['log'],
       registers: [registry],

@@ -253,10 +253,10 @@ test('the API with both shards in the YAML config: the certificate carries shard
     expect(text).not.toContain(`mayfly_ct_scts_embedded_total{log="${shardB.url}"}`);
     expect(text).not.toContain(`mayfly_ct_submission_duration_seconds_count{log="${shardB.url}"`);
     expect(text).toContain(
-      `mayfly_ct_log_window_end_timestamp_seconds{log="${shardA.url}"} ${boundary / 1000}`,
+      `mayfly_ct_log_window_end_seconds{log="${shardA.url}"} ${boundary / 1000}`,
     );
     expect(text).toContain(
-      `mayfly_ct_log_window_end_timestamp_seconds{log="${shardB.url}"} ${(boundary + 365 * DAY) / 1000}`,
+      `mayfly_ct_log_window_end_seconds{log="${shardB.url}"} ${(boundary + 365 * DAY) / 1000}`,
     );
     expect(text).toContain(`mayfly_ct_breaker_open{log="${shardA.url}"} 0`);
     expect(text).toContain(`mayfly_ct_breaker_open{log="${shardB.url}"} 0`);
@@ -351,7 +351,7 @@ test('mayfly_ct_breaker_open on the real /metrics: 1 once the breaker trips, 0 a
   try {
     // A log without a window: +Inf, closed.
     let text = await scrape(ca);
-    expect(text).toContain(`mayfly_ct_log_window_end_timestamp_seconds{log="${url}"} +Inf`);
+    expect(text).toContain(`mayfly_ct_log_window_end_seconds{log="${url}"} +Inf`);
     expect(text).toContain(`mayfly_ct_breaker_open{log="${url}"} 0`);
     // Five failures in a row (the default) trip the breaker.
     for (let i = 0; i < 4; i++) expect((await sign()).status).toBe(500);

@@ -117,7 +117,7 @@ describe('the Grafana dashboard', () => {
       'mayfly_ct_errors_total',
       'mayfly:ct_submission_slow:ratio_rate5m',
       'mayfly_ct_breaker_open',
-      'mayfly_ct_log_window_end_timestamp_seconds',
+      'mayfly_ct_log_window_end_seconds',
     ])
       expect([needed, queries.includes(needed)]).toEqual([needed, true]);
   });
