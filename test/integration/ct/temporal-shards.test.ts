@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -26,6 +26,7 @@ import { startTestCtlog, type TestCtlog } from '../../helpers/ctlog';
 import { buildGo } from '../../helpers/go-refs';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v2Body } from '../../helpers/mayfly';
+import { ensureBuilt, mainJs } from '../../helpers/mayfly-process';
 
 /**
  * Temporal shards (issue #17 item 2): two real mayfly CT logs (directory backend) with
@@ -210,6 +211,28 @@ test('CtLogs refuses a window that ends at or before its start, or is not a time
     /at or before its start/,
   );
   expect(make({ start: 'soon', end: iso(boundary) })).toThrow(/not a pair of times/);
+});
+
+test('the CA process refuses to start on a window that ends at or before its start (status 2, the setting named)', () => {
+  ensureBuilt();
+  const run = spawnSync(process.execPath, [mainJs], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      MAYFLY_PORT: '0',
+      MAYFLY_METRICS_PORT: '0',
+      MAYFLY_GRPC_PORT: 'off',
+      MAYFLY_CT_LOG_URL: shardA.url,
+      MAYFLY_CT_LOG_PUBLIC_KEY_FILE: keyA,
+      MAYFLY_CT_LOG_TEMPORAL_START: iso(boundary),
+      MAYFLY_CT_LOG_TEMPORAL_END: iso(boundary),
+    },
+  });
+  expect(run.status).toBe(2);
+  expect(`${run.stdout}${run.stderr}`).toContain(
+    `ct.logTemporal.end (MAYFLY_CT_LOG_TEMPORAL_END): must be after start (${iso(boundary)})`,
+  );
 });
 
 async function scrape(target: { app: { metricsApp: Parameters<typeof request>[0] } }) {
