@@ -56,12 +56,15 @@ export class CtLogError extends Error {}
 export interface CtLog {
   readonly url: string;
   readonly key: CtLogKey;
-  /** The temporal window [start, end) in ms since the epoch (-Infinity, Infinity: none). */
+}
+
+/** A log's temporal window [start, end) in ms since the epoch (-Infinity, Infinity: none). */
+interface TemporalWindow {
   readonly start: number;
   readonly end: number;
 }
 
-function windowOf(settings: CtLogSettings): { start: number; end: number } {
+function windowOf(settings: CtLogSettings): TemporalWindow {
   if (!settings.temporal) return { start: -Infinity, end: Infinity };
   const start = new Date(settings.temporal.start).getTime();
   const end = new Date(settings.temporal.end).getTime();
@@ -98,7 +101,7 @@ export function loadCtLog(settings: CtLogSettings): CtLog {
   }
   if (!/^https?:\/\/[^/]+/.test(settings.url))
     throw new CtLogError(`the CT log URL is not an http(s) URL: ${settings.url}`);
-  return { url: settings.url.replace(/\/+$/, ''), key, ...windowOf(settings) };
+  return { url: settings.url.replace(/\/+$/, ''), key };
 }
 
 /** Statuses worth another try within the budget (as ct-go retries them). */
@@ -123,6 +126,8 @@ export interface ObtainedSct {
 
 export class CtLogs {
   readonly logs: readonly CtLog[];
+  /** Each log's temporal window, by position. */
+  private readonly windows: readonly TemporalWindow[];
   private readonly breakers: Breaker[];
   private readonly breaker: { readonly failures: number; readonly coolOffMs: number };
 
@@ -135,6 +140,7 @@ export class CtLogs {
       throw new CtLogError(
         `MAYFLY_CT_MIN_SCTS (${settings.minScts}) must be from 1 to the number of logs (${settings.logs.length})`,
       );
+    this.windows = settings.logs.map(windowOf);
     this.logs = settings.logs.map(loadCtLog);
     this.breakers = this.logs.map(() => ({ failures: 0, openUntil: 0 }));
     this.breaker = settings.breaker ?? { failures: 5, coolOffMs: 5000 };
@@ -148,7 +154,7 @@ export class CtLogs {
   assertEligible(notAfter: Date): void {
     const t = notAfter.getTime();
     let eligible = 0;
-    for (const log of this.logs) if (t >= log.start && t < log.end) eligible++;
+    for (const w of this.windows) if (t >= w.start && t < w.end) eligible++;
     if (eligible < this.settings.minScts) {
       this.observer?.noEligibleLog?.();
       throw new CtLogError(
@@ -173,7 +179,7 @@ export class CtLogs {
     try {
       const results = await Promise.allSettled(
         this.logs.map((log, i) =>
-          notAfter >= log.start && notAfter < log.end
+          notAfter >= this.windows[i]!.start && notAfter < this.windows[i]!.end
             ? this.guarded(i, () => this.one(log, body, submission, deadline, controller.signal))
             : null,
         ),
@@ -205,7 +211,7 @@ export class CtLogs {
     return this.logs.map((log, i) => ({
       log: log.url,
       breakerOpen: this.breakers[i]!.failures >= this.breaker.failures,
-      windowEnd: log.end,
+      windowEnd: this.windows[i]!.end,
     }));
   }
 
