@@ -31,6 +31,15 @@ const configSchema = z
     caExpiry: z
       .object({ ticketDays: z.number().positive(), pageDays: z.number().positive() })
       .strict(),
+    /** The CT dependency (issue #17): its alerts' thresholds. */
+    ct: z
+      .object({
+        errorRatio: z.number().gt(0).lt(1),
+        latencyBurnFactor: z.number().positive(),
+        windowTicketDays: z.number().positive(),
+        windowPageDays: z.number().positive(),
+      })
+      .strict(),
     /** Added to every alert as its runbook_url annotation when set. */
     runbookUrl: z.string().url().optional(),
   })
@@ -129,7 +138,6 @@ function burnAlerts(spec: BurnAlertSpec): Rule[] {
   }));
 }
 
-/** The CA's rules: SLIs, budgets, burn-rate alerts, and the alerts the SLOs cannot see. */
 /** The runbook link, on every alert, when slo.yaml names one. */
 function withRunbook(config: SloConfig, groups: RuleGroup[]): RuleGroup[] {
   const url = config.runbookUrl;
@@ -142,6 +150,146 @@ function withRunbook(config: SloConfig, groups: RuleGroup[]): RuleGroup[] {
   }));
 }
 
+/** The windows the CT rules record (the alerts read 1h and 5m, the dashboard 5m). */
+export const CT_WINDOWS = ['5m', '1h'] as const;
+
+/**
+ * The CT dependency (issue #17): with a log configured, every certificate waits for its
+ * SCTs, so the logs' errors and latency are the CA's. Recorded per log (its base URL, the
+ * `log` label): submissions, the share that failed and the share slower than the signing
+ * latency threshold (a request is never faster than its CT submission), p50/p99 latency;
+ * and per deployment the SCTs embedded. Alerts: the CA asks but embeds nothing (page), a
+ * log failing, its breaker tripped, CT latency alone burning the latency SLO, and the last
+ * shard's window ending.
+ */
+export function ctRuleGroups(config: SloConfig): RuleGroup[] {
+  const byLog = sumBy(config, ['log']);
+  const by = sumBy(config);
+  const le = num(config.latencyThresholdSeconds);
+  const latencyBudget = 1 - config.objectives.latency;
+  const submissions = 'mayfly_ct_submission_duration_seconds';
+  const rules: Rule[] = [];
+  for (const w of CT_WINDOWS) {
+    const total = `${byLog} (rate(${submissions}_count[${w}]))`;
+    rules.push(
+      { record: `mayfly:ct_submissions:rate${w}`, expr: total },
+      {
+        record: `mayfly:ct_submission_errors:ratio_rate${w}`,
+        expr: `(\n  ${byLog} (rate(${submissions}_count{result="error"}[${w}]))\n  or\n  0 * ${total}\n)\n/\nmayfly:ct_submissions:rate${w}`,
+      },
+      {
+        record: `mayfly:ct_submission_slow:ratio_rate${w}`,
+        expr: `(\n  mayfly:ct_submissions:rate${w}\n  -\n  ${byLog} (rate(${submissions}_bucket{le="${le}"}[${w}]))\n)\n/\nmayfly:ct_submissions:rate${w}`,
+      },
+    );
+  }
+  for (const q of [0.5, 0.99])
+    rules.push({
+      record: `mayfly:ct_submission_duration_seconds:p${num(q * 100)}_rate5m`,
+      expr: `histogram_quantile(${num(q)}, ${sumBy(config, ['log', 'le'])} (rate(${submissions}_bucket[5m])))`,
+    });
+  rules.push({
+    record: 'mayfly:ct_scts_embedded:rate5m',
+    expr: `${by} (rate(mayfly_ct_scts_embedded_total[5m]))`,
+  });
+
+  const errorRatio = num(config.ct.errorRatio);
+  const slow = `${num(config.ct.latencyBurnFactor)} * ${num(latencyBudget)}`;
+  const windowEnd = `max by (${config.aggregationLabels.join(', ')}) (mayfly_ct_log_window_end_seconds) - time()`;
+  const alerts: Rule[] = [
+    {
+      alert: 'MayflyCtNoScts',
+      expr: [
+        '(',
+        `  ${by} (mayfly:ct_submissions:rate5m) > 0`,
+        '  or',
+        `  ${by} (rate(mayfly_ct_no_eligible_log_total[5m])) > 0`,
+        ')',
+        'unless',
+        'mayfly:ct_scts_embedded:rate5m > 0',
+      ].join('\n'),
+      for: '5m',
+      labels: { severity: 'page' },
+      annotations: {
+        summary: 'mayfly asks its CT logs but has embedded no SCT for 5 minutes',
+        description:
+          'Every signing request fails with 500 "Error entering certificate in CTL": no configured ' +
+          'CT log gives a verified SCT, or no log’s temporal window holds the certificates’ notAfter ' +
+          '(mayfly_ct_no_eligible_log_total). mayfly_ct_errors_total and mayfly_ct_breaker_open say ' +
+          'which log and why.',
+      },
+    },
+    {
+      alert: 'MayflyCtLogErrors',
+      expr: `mayfly:ct_submission_errors:ratio_rate1h > ${errorRatio}\nand\nmayfly:ct_submission_errors:ratio_rate5m > ${errorRatio}`,
+      for: '5m',
+      labels: { severity: 'ticket' },
+      annotations: {
+        summary: `Over ${percent(config.ct.errorRatio)} of submissions to CT log {{ $labels.log }} fail`,
+        description:
+          '{{ $value | humanizePercentage }} of add-pre-chain submissions to {{ $labels.log }} failed ' +
+          `over the last hour, and over ${percent(config.ct.errorRatio)} over the last 5 minutes. mayfly_ct_errors_total says why ` +
+          '(timeout, unavailable, refused, malformed, unverifiable, circuit_open); a request with ' +
+          'fewer verified SCTs than MAYFLY_CT_MIN_SCTS fails.',
+      },
+    },
+    {
+      alert: 'MayflyCtLogCircuitOpen',
+      expr: `max by (${[...config.aggregationLabels, 'log'].join(', ')}) (mayfly_ct_breaker_open) == 1`,
+      for: '5m',
+      labels: { severity: 'ticket' },
+      annotations: {
+        summary: 'The circuit breaker of CT log {{ $labels.log }} has been open for 5 minutes',
+        description:
+          'Submissions to {{ $labels.log }} failed in a row and the CA stopped asking it but for ' +
+          'a trial request every cool-off; it has not answered one since. Check the log ' +
+          '(its /readyz, its sequencer, its database).',
+      },
+    },
+    {
+      alert: 'MayflyCtLatencyBurn',
+      expr: `mayfly:ct_submission_slow:ratio_rate1h > (${slow})\nand\nmayfly:ct_submission_slow:ratio_rate5m > (${slow})`,
+      for: '5m',
+      labels: { severity: 'ticket', slo: 'latency' },
+      annotations: {
+        summary: `CT log {{ $labels.log }} alone burns the signing latency SLO over ${num(config.ct.latencyBurnFactor)}x too fast`,
+        description:
+          `{{ $value | humanizePercentage }} of submissions to {{ $labels.log }} took longer than ${le}s ` +
+          `over the last hour and the last 5 minutes, and each makes its signing request miss the ` +
+          `${le}s latency objective (budget ${percent(latencyBudget)}). Look at the log's sequencing ` +
+          'interval and its database before the latency SLO pages.',
+      },
+    },
+    {
+      alert: 'MayflyCtLogWindowEnding',
+      expr: `${windowEnd} < ${num(config.ct.windowTicketDays)} * 86400`,
+      for: '10m',
+      labels: { severity: 'ticket' },
+      annotations: {
+        summary: `The last CT log shard's window ends within ${num(config.ct.windowTicketDays)} days`,
+        description:
+          'No configured CT log accepts certificates whose notAfter is more than {{ $value | humanizeDuration }} ' +
+          'ahead; after that every signing request fails. Start the next shard and add it to ct.logs ' +
+          'with its temporal window (README: "Rolling over to the next shard").',
+      },
+    },
+    {
+      alert: 'MayflyCtLogWindowEnding',
+      expr: `${windowEnd} < ${num(config.ct.windowPageDays)} * 86400`,
+      for: '10m',
+      labels: { severity: 'page' },
+      annotations: {
+        summary: `The last CT log shard's window ends within ${num(config.ct.windowPageDays)} days`,
+        description:
+          'No configured CT log accepts certificates whose notAfter is more than {{ $value | humanizeDuration }} ' +
+          'ahead; then every signing request fails with "Error entering certificate in CTL".',
+      },
+    },
+  ];
+  return [{ name: 'mayfly-ct', rules: [...rules, ...alerts] }];
+}
+
+/** The CA's rules: SLIs, budgets, burn-rate alerts, and the alerts the SLOs cannot see. */
 export function caRuleGroups(config: SloConfig): RuleGroup[] {
   const by = sumBy(config);
   const le = num(config.latencyThresholdSeconds);
@@ -278,6 +426,7 @@ export function caRuleGroups(config: SloConfig): RuleGroup[] {
       ],
     },
     { name: 'mayfly-alerts', rules: other },
+    ...ctRuleGroups(config),
   ]);
 }
 

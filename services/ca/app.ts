@@ -250,7 +250,13 @@ export function ctOptions(
 ): Pick<CertificateAuthorityOptions, 'ct' | 'ctObserver'> {
   const logs = [
     ...(config.ct.logUrl
-      ? [{ url: config.ct.logUrl, publicKeyFile: config.ct.logPublicKeyFile ?? '' }]
+      ? [
+          {
+            url: config.ct.logUrl,
+            publicKeyFile: config.ct.logPublicKeyFile ?? '',
+            ...(config.ct.logTemporal ? { temporal: config.ct.logTemporal } : {}),
+          },
+        ]
       : []),
     ...(config.ct.logs ?? []),
   ];
@@ -262,8 +268,10 @@ export function ctOptions(
         metrics.ctSubmissionDuration.observe({ log, result }, seconds);
         if (reason) metrics.ctErrors.inc({ log, reason });
       },
+      noEligibleLog: () => metrics.ctNoEligibleLog.inc(),
     },
   );
+  metrics.trackCtLogs(() => ct.state());
   return { ct, ctObserver: { embedded: (log) => metrics.ctSctsEmbedded.inc({ log }) } };
 }
 

@@ -84,6 +84,12 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   },
   { env: 'MAYFLY_CT_LOG_URL', path: ['ct', 'logUrl'], kind: 'string' },
   { env: 'MAYFLY_CT_LOG_PUBLIC_KEY_FILE', path: ['ct', 'logPublicKeyFile'], kind: 'string' },
+  {
+    env: 'MAYFLY_CT_LOG_TEMPORAL_START',
+    path: ['ct', 'logTemporal', 'start'],
+    kind: 'string',
+  },
+  { env: 'MAYFLY_CT_LOG_TEMPORAL_END', path: ['ct', 'logTemporal', 'end'], kind: 'string' },
   { env: 'MAYFLY_CT_MIN_SCTS', path: ['ct', 'minScts'], kind: 'int' },
   { env: 'MAYFLY_CT_TIMEOUT_MS', path: ['ct', 'timeoutMs'], kind: 'int' },
   { env: 'MAYFLY_SHUTDOWN_GRACE_MS', path: ['shutdownGraceMs'], kind: 'int' },

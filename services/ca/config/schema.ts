@@ -18,6 +18,31 @@ const port = z.number().int().min(0).max(65535);
 const KUBERNETES_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
 const KUBERNETES_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
+/** An RFC 3339 time with its offset (2026-01-01T00:00:00Z), as a CT log's temporal window. */
+const rfc3339 = z.iso.datetime({
+  offset: true,
+  error: (issue) =>
+    issue.input === undefined
+      ? 'required (start and end go together)'
+      : 'expected an RFC 3339 time such as 2027-01-01T00:00:00Z',
+});
+
+/**
+ * A CT log's temporal window (a shard): the log accepts only certificates whose notAfter
+ * lies in [start, end), so the CA asks it only for those (the log would refuse the rest).
+ */
+const temporalSchema = z
+  .object({ start: rfc3339, end: rfc3339 })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (Date.parse(t.end) <= Date.parse(t.start))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['end'],
+        message: `must be after start (${t.start}): the window is [start, end)`,
+      });
+  });
+
 /** The gRPC listener's settings (MAYFLY_GRPC_*); see config/mayfly.yaml. */
 const grpcSchema = z
   .object({
@@ -181,18 +206,23 @@ export const serverConfigSchema = z
      * Certificate Transparency (issue #17). `logUrl` + `logPublicKeyFile` name one log (as
      * Fulcio's --ct-log-url and --ct-log-public-key-path; "" or unset: no CT), `logs` several;
      * every certificate then carries at least `minScts` verified SCTs, obtained within
-     * `timeoutMs`, or the request fails with Fulcio's 500 and nothing is issued.
+     * `timeoutMs`, or the request fails with Fulcio's 500 and nothing is issued. A log with a
+     * temporal window (`logTemporal`, or `temporal` in the list) is asked only for
+     * certificates whose notAfter lies in it.
      */
     ct: z
       .object({
         logUrl: z.string().optional(),
         logPublicKeyFile: z.string().optional(),
+        /** The temporal window of `logUrl`'s log (MAYFLY_CT_LOG_TEMPORAL_START/_END). */
+        logTemporal: temporalSchema.optional(),
         logs: z
           .array(
             z
               .object({
                 url: z.string().regex(/^https?:\/\/[^/]+/, 'an http(s) URL'),
                 publicKeyFile: z.string().min(1),
+                temporal: temporalSchema.optional(),
               })
               .strict(),
           )
@@ -209,6 +239,12 @@ export const serverConfigSchema = z
             code: 'custom',
             path: ['logPublicKeyFile'],
             message: 'required with a CT log URL (an SCT the CA cannot verify is never embedded)',
+          });
+        if (ct.logTemporal && !ct.logUrl)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['logTemporal'],
+            message: 'a temporal window for MAYFLY_CT_LOG_URL, which is not set',
           });
         const count = (ct.logUrl ? 1 : 0) + (ct.logs?.length ?? 0);
         if (count > 0 && ct.minScts > count)

@@ -269,6 +269,11 @@ export class CertificateAuthority {
       const der = await this.signChecked(ca, ca.template.tbs(fields), expectation);
       return { der, chain: signer.chain, keyAlgorithm, embeddedScts: 0 };
     }
+    try {
+      this.ct.assertEligible(request.notAfter);
+    } catch (err) {
+      throw new CaError('ct_log', `no SCT: ${(err as Error).message}`, { cause: err });
+    }
     // RFC 6962 §3.1: the precertificate is the certificate with the critical poison as
     // its last extension, signed by the issuing key itself (no precert-signing CA).
     const precert = await this.signChecked(ca, ca.template.tbs(fields, CT_POISON_EXTENSION), {
@@ -283,6 +288,7 @@ export class CertificateAuthority {
         // What the log signs: the precertificate's TBS without the poison, which is the
         // template without a last extension.
         tbs: ca.template.tbs(fields),
+        notAfter: request.notAfter,
       });
     } catch (err) {
       throw new CaError('ct_log', `no SCT: ${(err as Error).message}`, { cause: err });

@@ -23,6 +23,11 @@ export interface CtLogSettings {
   readonly url: string;
   /** PEM SPKI of the log's key. */
   readonly publicKeyFile: string;
+  /**
+   * The log's temporal window (a shard), RFC 3339 or Date: it accepts only certificates
+   * whose notAfter lies in [start, end), so it is asked for no other (unset: every one).
+   */
+  readonly temporal?: { readonly start: string | Date; readonly end: string | Date };
 }
 
 export interface CtSettings {
@@ -43,6 +48,8 @@ export interface CtSettings {
 /** Told about every submission, per log (the CT metrics). */
 export interface CtObserver {
   submitted(log: string, result: 'ok' | 'error', seconds: number, reason?: string): void;
+  /** A certificate whose notAfter too few logs' temporal windows hold (none was asked). */
+  noEligibleLog?(): void;
 }
 
 export class CtLogError extends Error {}
@@ -51,6 +58,25 @@ export interface CtLog {
   readonly url: string;
   readonly key: CtLogKey;
   readonly addPreChain: URL;
+}
+
+/** A log's temporal window [start, end) in ms since the epoch (-Infinity, Infinity: none). */
+interface TemporalWindow {
+  readonly start: number;
+  readonly end: number;
+}
+
+function windowOf(settings: CtLogSettings): TemporalWindow {
+  if (!settings.temporal) return { start: -Infinity, end: Infinity };
+  const start = new Date(settings.temporal.start).getTime();
+  const end = new Date(settings.temporal.end).getTime();
+  if (Number.isNaN(start) || Number.isNaN(end))
+    throw new CtLogError(`the temporal window of ${settings.url} is not a pair of times`);
+  if (end <= start)
+    throw new CtLogError(
+      `the temporal window of ${settings.url} ends (${new Date(end).toISOString()}) at or before its start (${new Date(start).toISOString()})`,
+    );
+  return { start, end };
 }
 
 interface Breaker {
@@ -92,6 +118,8 @@ export interface PrecertSubmission {
   readonly issuerKeyHash: Uint8Array;
   /** The precertificate's TBS without the poison: what the SCT signs. */
   readonly tbs: Uint8Array;
+  /** The certificate's notAfter: only the logs whose temporal window holds it are asked. */
+  readonly notAfter: Date;
 }
 
 export interface ObtainedSct {
@@ -101,6 +129,8 @@ export interface ObtainedSct {
 
 export class CtLogs {
   readonly logs: readonly CtLog[];
+  /** Each log's temporal window, by position. */
+  private readonly windows: readonly TemporalWindow[];
   private readonly breakers: Breaker[];
   private readonly breaker: { readonly failures: number; readonly coolOffMs: number };
   private readonly poster = new JsonPoster();
@@ -114,9 +144,27 @@ export class CtLogs {
       throw new CtLogError(
         `MAYFLY_CT_MIN_SCTS (${settings.minScts}) must be from 1 to the number of logs (${settings.logs.length})`,
       );
+    this.windows = settings.logs.map(windowOf);
     this.logs = settings.logs.map(loadCtLog);
     this.breakers = this.logs.map(() => ({ failures: 0, openUntil: 0 }));
     this.breaker = settings.breaker ?? { failures: 5, coolOffMs: 5000 };
+  }
+
+  /**
+   * Throws CtLogError when fewer logs than the minimum have a temporal window holding this
+   * notAfter. A log refuses a certificate outside its window, so asking it would only spend
+   * the CT timeout: the CA checks this before it signs the precertificate, and fails at once.
+   */
+  assertEligible(notAfter: Date): void {
+    const t = notAfter.getTime();
+    let eligible = 0;
+    for (const w of this.windows) if (t >= w.start && t < w.end) eligible++;
+    if (eligible < this.settings.minScts) {
+      this.observer?.noEligibleLog?.();
+      throw new CtLogError(
+        `${eligible} configured log(s) accept a notAfter of ${notAfter.toISOString()} (their temporal windows), ${this.settings.minScts} needed`,
+      );
+    }
   }
 
   /**
@@ -124,6 +172,8 @@ export class CtLogs {
    * CtLogError (details for the log only) when fewer than the minimum did.
    */
   async obtain(submission: PrecertSubmission): Promise<ObtainedSct[]> {
+    this.assertEligible(submission.notAfter);
+    const notAfter = submission.notAfter.getTime();
     const deadline = Date.now() + this.settings.timeoutMs;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.settings.timeoutMs);
@@ -133,14 +183,17 @@ export class CtLogs {
     try {
       const results = await Promise.allSettled(
         this.logs.map((log, i) =>
-          this.guarded(i, () => this.one(log, body, submission, deadline, controller.signal)),
+          notAfter >= this.windows[i]!.start && notAfter < this.windows[i]!.end
+            ? this.guarded(i, () => this.one(log, body, submission, deadline, controller.signal))
+            : null,
         ),
       );
       const obtained: ObtainedSct[] = [];
       const failures: string[] = [];
       results.forEach((r, i) => {
-        if (r.status === 'fulfilled') obtained.push({ log: this.logs[i]!, sct: r.value });
-        else failures.push(`${this.logs[i]!.url}: ${(r.reason as Error).message}`);
+        if (r.status === 'fulfilled') {
+          if (r.value) obtained.push({ log: this.logs[i]!, sct: r.value });
+        } else failures.push(`${this.logs[i]!.url}: ${(r.reason as Error).message}`);
       });
       if (obtained.length < this.settings.minScts)
         throw new CtLogError(
@@ -150,6 +203,20 @@ export class CtLogs {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Each log's state, read at scrape time (never on the request path): whether its breaker
+   * is tripped — from the failure that opens it until a success closes it, cool-off and
+   * trial requests included, so a log that stays down reads open however little traffic
+   * probes it — and the end of its temporal window (Infinity: none).
+   */
+  state(): { readonly log: string; readonly breakerOpen: boolean; readonly windowEnd: number }[] {
+    return this.logs.map((log, i) => ({
+      log: log.url,
+      breakerOpen: this.breakers[i]!.failures >= this.breaker.failures,
+      windowEnd: this.windows[i]!.end,
+    }));
   }
 
   /** Runs one submission through the log's circuit breaker. */

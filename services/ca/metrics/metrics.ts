@@ -24,6 +24,14 @@ export interface Metrics {
   readonly ctErrors: Counter<'log' | 'reason'>;
   /** SCTs embedded in issued certificates, per CT log. */
   readonly ctSctsEmbedded: Counter<'log'>;
+  /** Certificates no (or too few) CT logs' temporal windows hold: refused, nothing asked. */
+  readonly ctNoEligibleLog: Counter;
+  /** Each CT log's circuit breaker: 1 tripped, 0 closed (read at scrape time). */
+  readonly ctBreakerOpen: Gauge<'log'>;
+  /** End of each CT log's temporal window, Unix seconds; +Inf without one (scrape time). */
+  readonly ctLogWindowEnd: Gauge<'log'>;
+  /** Where the CT gauges read the logs' state from (the composition root sets it). */
+  trackCtLogs(source: () => readonly CtLogState[]): void;
   /** Seconds left before each published CA chain's first expiry (read at scrape time). */
   readonly caCertificateExpiry: Gauge<'chain' | 'role' | 'subject'>;
   /** Where caCertificateExpiry reads the CA chains from (the composition root sets it). */
@@ -42,6 +50,15 @@ export interface Metrics {
 }
 
 export type GrpcLabel = 'grpc_service' | 'grpc_method' | 'grpc_code' | 'grpc_type';
+
+/** One CT log as the CT gauges report it. */
+export interface CtLogState {
+  /** The log's base URL (the `log` label of every CT metric). */
+  readonly log: string;
+  readonly breakerOpen: boolean;
+  /** The end of its temporal window, ms since the epoch (Infinity: none). */
+  readonly windowEnd: number;
+}
 
 /** One chain of the trust bundle, as the CA expiry gauge reports it. */
 export interface CaChainValidity {
@@ -81,9 +98,41 @@ export function createMetrics(
       }
     },
   });
+  let ctLogs: () => readonly CtLogState[] = () => [];
   return {
     registry,
     caCertificateExpiry,
+    trackCtLogs(source) {
+      ctLogs = source;
+    },
+    ctBreakerOpen: new Gauge({
+      name: 'mayfly_ct_breaker_open',
+      help: "Whether each CT log's circuit breaker is tripped (1: from the failure that opens it until a success closes it) or closed (0).",
+      labelNames: ['log'],
+      registers: [registry],
+      // Across cluster workers: one worker's breaker open is worth knowing.
+      aggregator: 'max',
+      collect() {
+        this.reset();
+        for (const state of ctLogs()) this.set({ log: state.log }, state.breakerOpen ? 1 : 0);
+      },
+    }),
+    ctLogWindowEnd: new Gauge({
+      name: 'mayfly_ct_log_window_end_seconds',
+      help: "End of each CT log's temporal window (certificates whose notAfter is later are not sent to it), Unix time; +Inf for a log without a window.",
+      labelNames: ['log'],
+      registers: [registry],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const state of ctLogs()) this.set({ log: state.log }, state.windowEnd / 1000);
+      },
+    }),
+    ctNoEligibleLog: new Counter({
+      name: 'mayfly_ct_no_eligible_log_total',
+      help: "Signing requests refused because too few CT logs' temporal windows hold the certificate's notAfter (no log asked).",
+      registers: [registry],
+    }),
     trackCaChains(source, now = Date.now) {
       caChains = source;
       caNow = now;
@@ -156,7 +205,9 @@ export function createMetrics(
       name: 'mayfly_ct_submission_duration_seconds',
       help: 'add-pre-chain to each CT log until a verified SCT (or failure), by log and result (ok, error).',
       labelNames: ['log', 'result'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      // 0.75: the signing latency SLO's threshold, so rules can count CT submissions alone
+      // slower than a request may be.
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10],
       registers: [registry],
     }),
     ctErrors: new Counter({

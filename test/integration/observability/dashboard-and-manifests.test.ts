@@ -92,7 +92,7 @@ describe('the Grafana dashboard', () => {
     expect(checked.length).toBeGreaterThan(40);
   });
 
-  test('shows what an SRE needs: SLOs, routes, issuance, tokens, limiter, runtime, CA expiry', () => {
+  test('shows what an SRE needs: SLOs, routes, issuance, tokens, limiter, runtime, CA expiry, CT logs', () => {
     const queries = queryPanels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)).join('\n');
     for (const needed of [
       'mayfly:slo_errors:ratio_rate30d',
@@ -110,6 +110,14 @@ describe('the Grafana dashboard', () => {
       'mayfly_process_cpu_seconds_total',
       'mayfly_ca_certificate_expiry_seconds',
       'mayfly_prober:probe_errors:ratio_rate1h',
+      'mayfly_ct_scts_embedded_total',
+      'mayfly_ct_no_eligible_log_total',
+      'mayfly_ct_submission_duration_seconds_count{result="error"',
+      'mayfly_ct_submission_duration_seconds_bucket',
+      'mayfly_ct_errors_total',
+      'mayfly:ct_submission_slow:ratio_rate5m',
+      'mayfly_ct_breaker_open',
+      'mayfly_ct_log_window_end_seconds',
     ])
       expect([needed, queries.includes(needed)]).toEqual([needed, true]);
   });

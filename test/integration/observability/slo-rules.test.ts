@@ -89,16 +89,26 @@ describe('generated from k8s/observability/slo.yaml', () => {
     ).toBe('vector(0.995)');
   });
 
-  test('the latency threshold is a bucket boundary of the request histogram', () => {
+  test('the latency threshold is a bucket boundary of the request histogram and of the CT submission histogram', async () => {
     const config = loadSloConfig(join(root, 'k8s/observability/slo.yaml'));
     const metrics = createMetrics(new Registry());
     metrics.httpRequestDuration.observe(
       { route: '/api/v2/signingCert', method: 'POST', code: '200' },
       0.1,
     );
-    return metrics.registry.metrics().then((text) => {
-      expect(text).toContain(`le="${config.latencyThresholdSeconds}"`);
-    });
+    metrics.ctSubmissionDuration.observe({ log: 'http://ctlog.test', result: 'ok' }, 0.1);
+    const le = `le="${config.latencyThresholdSeconds}"`;
+    expect(
+      await metrics.registry.getSingleMetricAsString('mayfly_http_request_duration_seconds'),
+    ).toContain(le);
+    expect(
+      await metrics.registry.getSingleMetricAsString('mayfly_ct_submission_duration_seconds'),
+    ).toContain(le);
+    // The CT rules read that very bucket.
+    const ct = caRuleGroups(config).find((g) => g.name === 'mayfly-ct')!;
+    expect(
+      ct.rules.find((r) => r.record === 'mayfly:ct_submission_slow:ratio_rate5m')?.expr,
+    ).toContain(`mayfly_ct_submission_duration_seconds_bucket{${le}}`);
   });
 
   describe('every raw metric a rule reads is one mayfly or its prober exports', () => {
@@ -137,6 +147,7 @@ describe('promtool', () => {
       .sort();
     expect(files).toEqual([
       'mayfly-alerts.test.yaml',
+      'mayfly-ct.test.yaml',
       'mayfly-prober.test.yaml',
       'mayfly-slo.test.yaml',
     ]);

@@ -355,6 +355,26 @@ describe('loadServerConfig from the environment', () => {
       also: { MAYFLY_CT_LOG_PUBLIC_KEY_FILE: '/run/ct/log.pub' },
     },
     MAYFLY_CT_LOG_PUBLIC_KEY_FILE: { text: '/run/ct/log.pub', want: '/run/ct/log.pub' },
+    MAYFLY_CT_LOG_TEMPORAL_START: {
+      text: '2026-01-01T00:00:00Z',
+      want: '2026-01-01T00:00:00Z',
+      also: {
+        MAYFLY_CT_LOG_URL: 'http://ctlog.example:6962/',
+        MAYFLY_CT_LOG_PUBLIC_KEY_FILE: '/run/ct/log.pub',
+        MAYFLY_CT_LOG_TEMPORAL_START: '2025-01-01T00:00:00Z',
+        MAYFLY_CT_LOG_TEMPORAL_END: '2027-01-01T00:00:00Z',
+      },
+    },
+    MAYFLY_CT_LOG_TEMPORAL_END: {
+      text: '2028-01-01T00:00:00+01:00',
+      want: '2028-01-01T00:00:00+01:00',
+      also: {
+        MAYFLY_CT_LOG_URL: 'http://ctlog.example:6962/',
+        MAYFLY_CT_LOG_PUBLIC_KEY_FILE: '/run/ct/log.pub',
+        MAYFLY_CT_LOG_TEMPORAL_START: '2026-01-01T00:00:00Z',
+        MAYFLY_CT_LOG_TEMPORAL_END: '2027-01-01T00:00:00Z',
+      },
+    },
     MAYFLY_CT_MIN_SCTS: { text: '2', want: 2 },
     MAYFLY_CT_TIMEOUT_MS: { text: '2500', want: 2500 },
   };
@@ -571,4 +591,114 @@ describe('configPathFromArgs', () => {
       expect(configPathFromArgs(argv)).toBeUndefined();
     },
   );
+});
+
+describe('CT temporal windows (a log asked only for certificates whose notAfter its window holds)', () => {
+  const log = {
+    MAYFLY_CT_LOG_URL: 'http://ctlog.example:6962/',
+    MAYFLY_CT_LOG_PUBLIC_KEY_FILE: '/run/ct/log.pub',
+  };
+  const window = (start: string, end: string) => ({
+    MAYFLY_CT_LOG_TEMPORAL_START: start,
+    MAYFLY_CT_LOG_TEMPORAL_END: end,
+  });
+
+  it.each([
+    ['UTC', window('2026-01-01T00:00:00Z', '2027-01-01T00:00:00Z')],
+    ['an offset and fractions', window('2026-01-01T00:00:00.5+02:00', '2026-01-01T00:00:01Z')],
+    ['one second', window('2026-06-30T23:59:59Z', '2026-07-01T00:00:00Z')],
+  ])('accepts a window in %s', (_name, env) => {
+    expect(loadServerConfig({ env: { ...log, ...env } }).ct.logTemporal).toEqual({
+      start: env.MAYFLY_CT_LOG_TEMPORAL_START,
+      end: env.MAYFLY_CT_LOG_TEMPORAL_END,
+    });
+  });
+
+  it.each([
+    [
+      'end equal to start',
+      { ...log, ...window('2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z') },
+      'ct.logTemporal.end (MAYFLY_CT_LOG_TEMPORAL_END): must be after start (2026-01-01T00:00:00Z): the window is [start, end)',
+    ],
+    [
+      'end before start (another offset)',
+      { ...log, ...window('2026-01-01T02:00:00+02:00', '2026-01-01T00:00:00Z') },
+      'ct.logTemporal.end (MAYFLY_CT_LOG_TEMPORAL_END): must be after start (2026-01-01T02:00:00+02:00): the window is [start, end)',
+    ],
+    [
+      'a start without an end',
+      { ...log, MAYFLY_CT_LOG_TEMPORAL_START: '2026-01-01T00:00:00Z' },
+      'ct.logTemporal.end (MAYFLY_CT_LOG_TEMPORAL_END): required (start and end go together)',
+    ],
+    [
+      'an end without a start',
+      { ...log, MAYFLY_CT_LOG_TEMPORAL_END: '2026-01-01T00:00:00Z' },
+      'ct.logTemporal.start (MAYFLY_CT_LOG_TEMPORAL_START): required (start and end go together)',
+    ],
+    [
+      'a date without a time',
+      { ...log, ...window('2026-01-01', '2027-01-01T00:00:00Z') },
+      'ct.logTemporal.start (MAYFLY_CT_LOG_TEMPORAL_START): expected an RFC 3339 time such as 2027-01-01T00:00:00Z',
+    ],
+    [
+      'a time without an offset',
+      { ...log, ...window('2026-01-01T00:00:00Z', '2027-01-01T00:00:00') },
+      'ct.logTemporal.end (MAYFLY_CT_LOG_TEMPORAL_END): expected an RFC 3339 time such as 2027-01-01T00:00:00Z',
+    ],
+    [
+      'a window without a log URL',
+      window('2026-01-01T00:00:00Z', '2027-01-01T00:00:00Z'),
+      'ct.logTemporal: a temporal window for MAYFLY_CT_LOG_URL, which is not set',
+    ],
+  ])('refuses %s', (_name, env, problem) => {
+    expect(problemsOf(() => loadServerConfig({ env }))).toEqual([problem]);
+  });
+
+  it.each([
+    [
+      'a window per log',
+      ['    temporal: { start: 2026-01-01T00:00:00Z, end: 2027-01-01T00:00:00Z }'],
+      [],
+    ],
+    [
+      'end equal to start',
+      ['    temporal: { start: 2027-01-01T00:00:00Z, end: 2027-01-01T00:00:00Z }'],
+      [
+        'ct.logs.1.temporal.end: must be after start (2027-01-01T00:00:00Z): the window is [start, end)',
+      ],
+    ],
+    [
+      'a window that is not a pair of times',
+      ['    temporal: { start: next year, end: 2027-01-01T00:00:00Z }'],
+      ['ct.logs.1.temporal.start: expected an RFC 3339 time such as 2027-01-01T00:00:00Z'],
+    ],
+    [
+      'an unknown key in the window',
+      ['    temporal: { start: 2026-01-01T00:00:00Z, end: 2027-01-01T00:00:00Z, grace: 1h }'],
+      ['ct.logs.1.temporal: Unrecognized key: "grace"'],
+    ],
+  ])('the YAML list: %s', (_name, second, problems) => {
+    const path = configFile(
+      [
+        'ct:',
+        '  logs:',
+        '  - url: http://shard-2026.example/',
+        '    publicKeyFile: /run/ct/2026.pub',
+        '    temporal: { start: 2026-01-01T00:00:00Z, end: 2027-01-01T00:00:00Z }',
+        '  - url: http://shard-2027.example/',
+        '    publicKeyFile: /run/ct/2027.pub',
+        ...second,
+        '',
+      ].join('\n'),
+    );
+    if (problems.length === 0) {
+      const ct = loadServerConfig({ configPath: path, env: {} }).ct;
+      expect(ct.logs?.map((l) => l.temporal)).toEqual([
+        { start: '2026-01-01T00:00:00Z', end: '2027-01-01T00:00:00Z' },
+        { start: '2026-01-01T00:00:00Z', end: '2027-01-01T00:00:00Z' },
+      ]);
+    } else {
+      expect(problemsOf(() => loadServerConfig({ configPath: path, env: {} }))).toEqual(problems);
+    }
+  });
 });
