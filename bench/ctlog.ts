@@ -55,6 +55,8 @@ const SECONDS = smoke ? 1 : 5;
 const ROUNDS = smoke ? 1 : Number(process.env.BENCH_CTLOG_ROUNDS ?? 3);
 const FLOOR = 'bare node:http, constant answer (floor)';
 const HEALTHZ = 'Express `/healthz` (the old floor)';
+const FLOOR_TILE = 'bare node:http, 8,192 random bytes (a full tile)';
+const FLOOR_DATA = 'bare node:http, random bytes the size of the full data tile';
 /** Another build of this repository (a directory with its dist/) to serve the same log. */
 const BASE = process.env.BENCH_CTLOG_BASE;
 
@@ -130,13 +132,13 @@ interface ServedProcess {
 }
 
 /** A closed loop of GETs (one path, or several in turn) and the server's CPU meanwhile. */
-async function getLoad(server: ServedProcess, paths: readonly string[]) {
+async function getLoad(server: ServedProcess, paths: readonly string[], seconds = SECONDS) {
   const pids = processTree(server.child.pid!);
   const cpu0 = treeCpuSeconds(pids);
   const r = await autocannon({
     url: server.url,
     connections: 32,
-    duration: SECONDS,
+    duration: seconds,
     requests: paths.map((path) => ({ method: 'GET' as const, path })),
   });
   const cpu = treeCpuSeconds(pids) - cpu0;
@@ -161,10 +163,20 @@ function waitListening(child: ChildProcess): Promise<string> {
   });
 }
 
-/** The floor: node:http answering a constant, nothing else. */
+/**
+ * The floor: node:http answering a constant, nothing else: `/` a 3-byte text, `/random/<n>` n
+ * random bytes (made once). The random bodies matter: autocannon decodes every body into a
+ * string, which costs the load generator far more for binary bytes than for ASCII, so a tile
+ * is compared with a floor of the same size and kind of bytes.
+ */
 async function startBareHttp(): Promise<ServedProcess> {
-  const code = `require('node:http').createServer((q, s) => {
-    s.writeHead(200, ['Content-Type', 'text/plain', 'Content-Length', '3']); s.end('ok\\n');
+  const code = `const bodies = new Map();
+  require('node:http').createServer((q, s) => {
+    const n = q.url.startsWith('/random/') ? Number(q.url.slice(8)) : 0;
+    let b = bodies.get(n);
+    if (!b) bodies.set(n, (b = n > 0 ? require('node:crypto').randomBytes(n) : Buffer.from('ok\\n')));
+    s.writeHead(200, ['Content-Type', 'application/octet-stream', 'Content-Length', String(b.length)]);
+    s.end(b);
   }).listen(0, '127.0.0.1', function () {
     console.log('listening on http://127.0.0.1:' + this.address().port);
   });`;
@@ -249,8 +261,12 @@ async function serving(
       [`/issuer/${fingerprint(intermediate.der).toString('hex')}`],
     ],
   ];
+  const dataTileBytes = (await (await fetch(`${served.url}/tile/data/000`)).arrayBuffer())
+    .byteLength;
   const rows: Row[] = [
     [FLOOR, '`/`', bare, ['/']],
+    [FLOOR_TILE, '`/random/8192`', bare, ['/random/8192']],
+    [FLOOR_DATA, `\`/random/${dataTileBytes}\``, bare, [`/random/${dataTileBytes}`]],
     [HEALTHZ, '`/healthz`', served, ['/healthz']],
     ...logRows('', served),
     ['checkpoint through Express (same handler)', '`/checkpoint/`', served, ['/checkpoint/']],
@@ -261,9 +277,11 @@ async function serving(
   );
   out('');
   out(
-    `Load average before this section: ${load1()}. The load generator (autocannon, one Node thread) runs in the bench process on the same 2 cores. Rows run in turn, round after round, so drifting load from other work hits them alike; each figure is the median of the rounds.`,
+    `Load average before this section: ${load1()}. The load generator (autocannon, one Node thread) runs in the bench process on the same 2 cores. After a 1-second warm-up of every row, rows run in turn, round after round, so drifting load from other work hits them alike; each figure is the median of the rounds.`,
   );
   out('');
+  // Warm-up: every row once, briefly (JIT, caches, connections); not counted.
+  for (const [, , target, paths] of rows) await getLoad(target, paths, 1);
   const runs = new Map<string, Awaited<ReturnType<typeof getLoad>>[]>();
   for (let round = 0; round < ROUNDS; round++)
     for (const [what, , target, paths] of rows) {
@@ -291,11 +309,15 @@ async function serving(
     );
   }
   out('');
-  const floor = rps.get(FLOOR) ?? 1;
-  const ratio = (what: string) => ((rps.get(what) ?? 0) / floor).toFixed(2);
+  const ratio = (what: string, floor: string) =>
+    ((rps.get(what) ?? 0) / (rps.get(floor) ?? 1)).toFixed(2);
   out(
-    `Ratios to the bare node:http floor within this run: checkpoint ${ratio('checkpoint')}, full level-0 tile ${ratio('full level-0 tile')}, every full tile in turn ${ratio('every full level-0 tile in turn')}, current partial level-0 tile ${ratio('current partial level-0 tile')}, issuer ${ratio('issuer')}; Express \`/healthz\` ${ratio(HEALTHZ)}.`,
+    `Ratios within this run, to the bare node:http floor with a body of the same size and kind: checkpoint ${ratio('checkpoint', FLOOR)}, issuer ${ratio('issuer', FLOOR)}, Express \`/healthz\` ${ratio(HEALTHZ, FLOOR)} (3-byte floor); full level-0 tile ${ratio('full level-0 tile', FLOOR_TILE)}, every full tile in turn ${ratio('every full level-0 tile in turn', FLOOR_TILE)} (8 KiB floor); full data tile ${ratio('full data tile', FLOOR_DATA)} (data-tile-sized floor).`,
   );
+  if (base)
+    out(
+      `New build / base build: checkpoint ${ratio('checkpoint', 'base build: checkpoint')}, full level-0 tile ${ratio('full level-0 tile', 'base build: full level-0 tile')}, current partial level-0 tile ${ratio('current partial level-0 tile', 'base build: current partial level-0 tile')}, full data tile ${ratio('full data tile', 'base build: full data tile')}, issuer ${ratio('issuer', 'base build: issuer')}.`,
+    );
   out(
     'Requests per server CPU-second count only the log process tree (from /proc): what one core given to the log would serve, with the load generator and the other work on the machine left out.',
   );
