@@ -319,7 +319,7 @@ async function serving(
       `New build / base build: checkpoint ${ratio('checkpoint', 'base build: checkpoint')}, full level-0 tile ${ratio('full level-0 tile', 'base build: full level-0 tile')}, current partial level-0 tile ${ratio('current partial level-0 tile', 'base build: current partial level-0 tile')}, full data tile ${ratio('full data tile', 'base build: full data tile')}, issuer ${ratio('issuer', 'base build: issuer')}.`,
     );
   out(
-    'Requests per server CPU-second count only the log process tree (from /proc): what one core given to the log would serve, with the load generator and the other work on the machine left out.',
+    'Requests per server CPU-second count only the log process tree (from /proc): what one core given to the log would serve, with the load generator and the other work on the machine left out. Where the time goes (CPU profile of the log process): results/ctlog-serve-profile.md.',
   );
   if (base)
     out(
@@ -507,7 +507,7 @@ async function serveOnlyMain(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
   lines.push(
-    `Section 4 measured on ${new Date().toISOString()} with \`npm run bench:ctlog -- --serve\` (BENCH_CTLOG_N=${N}; ${facts.cpu}, ${facts.cores} cores, Node ${facts.node}; the machine was **shared** with other engineers' work). The other sections are from the full run named at the top.`,
+    `Section 4 measured on ${new Date().toISOString()} with \`${BASE ? `BENCH_CTLOG_BASE=${BASE} ` : ''}npm run bench:ctlog -- --serve\` (BENCH_CTLOG_N=${N}; ${facts.cpu}, ${facts.cores} cores, Node ${facts.node}; the machine was **shared** with other engineers' work). The other sections are from the full run named at the top.`,
     '',
   );
   const resultsDir = smoke
