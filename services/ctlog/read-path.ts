@@ -36,7 +36,7 @@ export interface ReadPathOptions {
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
 const CHECKPOINT_CACHE = 'no-cache, max-age=0';
 
-interface Encoded {
+export interface Encoded {
   readonly status: number;
   /** Alternating names and values, as `writeHead` takes them. */
   readonly headers: readonly string[];
@@ -56,7 +56,7 @@ const UNAVAILABLE = text(503, 'log unavailable, retry later\n');
 const INTERNAL = text(500, 'internal error\n');
 
 /** A least-recently-used map of encoded answers within a byte budget. */
-class AnswerCache {
+export class AnswerCache {
   private readonly entries = new Map<string, Encoded>();
   private bytes = 0;
   constructor(private readonly maxBytes: number) {}
