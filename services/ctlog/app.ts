@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -11,6 +11,7 @@ import { createHttpApp } from './http';
 import { CtLog } from './log';
 import { generateDevKeyDer, loadLogKey, logKeyFromDer, type LogKey } from './log-key';
 import { createCtlogMetrics } from './metrics';
+import { ReadPath } from './read-path';
 import { Sequencer } from './sequencer';
 import { DirectoryStorage } from './storage/directory';
 import { PostgresStorage } from './storage/postgres';
@@ -96,7 +97,12 @@ export async function startCtlog(
     const log = new CtLog(
       storage,
       key,
-      { origin, submitTimeoutMs: config.submitTimeoutMs, pollMs: config.pollMs },
+      {
+        origin,
+        submitTimeoutMs: config.submitTimeoutMs,
+        pollMs: config.pollMs,
+        headTtlMs: config.headTtlMs,
+      },
       logger,
       metrics,
     );
@@ -111,7 +117,7 @@ export async function startCtlog(
       },
       logger,
       metrics,
-      (records) => log.committed(records),
+      (records, head) => log.committed(records, head),
     );
     // The sequencer in this process resolves its waiters itself; other replicas poll.
     log.localSequencer = () => sequencer.leading;
@@ -128,7 +134,12 @@ export async function startCtlog(
     }, 1000);
     headTimer.unref();
     let draining = false;
+    const readPath = new ReadPath(log, logger, metrics, {
+      immutableBytes: 64 * 1024 * 1024,
+      partialBytes: 8 * 1024 * 1024,
+    });
     const app = createHttpApp({
+      readPath,
       log,
       roots,
       temporal,
@@ -150,7 +161,11 @@ export async function startCtlog(
     });
     sequencer.start();
     const server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.port, config.host, () => resolve(s));
+      // The static-ct-api reads go straight to the read path; everything else to Express.
+      const s = createServer((req, res) => {
+        if (!readPath.handle(req, res)) app(req, res);
+      });
+      s.listen(config.port, config.host, () => resolve(s));
       s.once('error', reject);
     });
     // Longer than a load balancer's idle timeout, so the log never closes a kept-alive

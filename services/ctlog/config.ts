@@ -18,6 +18,7 @@ export interface CtlogConfig {
   readonly checkpointRefreshMs: number;
   readonly submitTimeoutMs: number;
   readonly pollMs: number;
+  readonly headTtlMs: number;
   readonly maxBodyBytes: number;
   readonly description: string;
   readonly mmdSeconds: number;
@@ -71,6 +72,7 @@ export function loadCtlogConfig(env: NodeJS.ProcessEnv = process.env): CtlogConf
     checkpointRefreshMs: int('CHECKPOINT_REFRESH_MS', 1000, 10, 3_600_000),
     submitTimeoutMs: int('SUBMIT_TIMEOUT_MS', 10_000, 100, 600_000),
     pollMs: int('POLL_MS', 20, 1, 10_000),
+    headTtlMs: int('HEAD_TTL_MS', 100, 1, 600_000),
     maxBodyBytes: int('MAX_REQUEST_BYTES', 256 * 1024, 1024, 16 * 1024 * 1024),
     description: str('DESCRIPTION') ?? 'mayfly CT log',
     mmdSeconds: int('MMD_SECONDS', 60, 1, 86_400),

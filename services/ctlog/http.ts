@@ -1,8 +1,8 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../common/logger';
-import { decodeTileIndex } from './merkle';
 import { LogRequestError, LogUnavailableError, type CtLog } from './log';
 import type { CtlogMetrics } from './metrics';
+import type { ReadPath } from './read-path';
 import { StorageUnavailableError } from './storage/storage';
 import {
   SubmissionError,
@@ -27,9 +27,9 @@ export interface HttpDeps {
   readonly logJson: () => object;
   readonly ready: () => boolean;
   readonly maxBodyBytes: number;
+  readonly readPath: ReadPath;
 }
 
-const IMMUTABLE = 'public, max-age=31536000, immutable';
 const UINT = /^\d{1,15}$/;
 
 function uintParam(req: Request, name: string): number {
@@ -143,50 +143,13 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     }),
   );
 
-  app.get(
-    '/checkpoint',
-    route(async (_req, res) => {
-      const note = await log.checkpoint();
-      if (!note) throw new LogUnavailableError('no checkpoint yet');
-      res.set('Cache-Control', 'no-cache, max-age=0').type('text/plain; charset=utf-8').send(note);
-    }),
-  );
-  app.get(
-    /^\/tile\/(.+)$/,
-    route(async (req, res) => {
-      const m = /^\/tile\/(data|[0-5])\/((?:x\d{3}\/)*\d{3})(?:\.p\/(\d{1,3}))?$/.exec(req.path);
-      const index = m ? decodeTileIndex(m[2]!) : undefined;
-      const width = m?.[3] === undefined ? undefined : Number(m[3]);
-      if (
-        !m ||
-        index === undefined ||
-        (width !== undefined && (width < 1 || width > 255 || String(width) !== m[3]))
-      ) {
-        res.status(404).type('text/plain').send('not found\n');
-        return;
-      }
-      const data =
-        m[1] === 'data'
-          ? await log.dataTile(index, width)
-          : await log.tile(Number(m[1]), index, width);
-      if (!data) {
-        res.status(404).type('text/plain').send('not found\n');
-        return;
-      }
-      res.set('Cache-Control', IMMUTABLE).type('application/octet-stream').send(data);
-    }),
-  );
-  app.get(
-    '/issuer/:fingerprint',
-    route(async (req, res) => {
-      const fp = String(req.params.fingerprint);
-      const der = /^[0-9a-f]{64}$/.test(fp) ? await log.issuer(Buffer.from(fp, 'hex')) : undefined;
-      if (!der) {
-        res.status(404).type('text/plain').send('not found\n');
-        return;
-      }
-      res.set('Cache-Control', IMMUTABLE).type('application/pkix-cert').send(der);
-    }),
+  // The static-ct-api assets: node:http answers them before Express (read-path.ts); these
+  // routes take the spellings it leaves here (Express matches case-insensitively and with a
+  // trailing slash) and run the same handlers.
+  app.get('/checkpoint', (_req, res) => deps.readPath.checkpoint(res));
+  app.get(/^\/tile\/(.+)$/, (req, res) => deps.readPath.tile(req.path, res));
+  app.get('/issuer/:fingerprint', (req, res) =>
+    deps.readPath.issuer(`/issuer/${String(req.params.fingerprint)}`, res),
   );
   app.get('/log.json', (_req, res) => {
     res.json(deps.logJson());

@@ -74,13 +74,26 @@ export interface CtLogOptions {
   readonly submitTimeoutMs: number;
   /** How often a replica that does not sequence looks for its waiters' entries. */
   readonly pollMs: number;
+  /**
+   * How long a tree head read from storage is served before it is read again (on the first
+   * request after that). The sequencing replica also learns each new head at its commit; any
+   * other replica's checkpoint lags the leader's by at most this.
+   */
+  readonly headTtlMs: number;
+}
+
+/** The tree head this replica serves, and when it was last known to be current. */
+export interface HeadView {
+  readonly head: SignedTreeHead | undefined;
+  readonly at: number;
 }
 
 export class CtLog {
   private readonly waiters = new Map<string, Waiter[]>();
   private pollTimer: NodeJS.Timeout | undefined;
   private polling = false;
-  private cachedHead: { head: SignedTreeHead | undefined; at: number } | undefined;
+  private cachedHead: HeadView | undefined;
+  private headRead: Promise<SignedTreeHead | undefined> | undefined;
   private readonly fullTiles = new TileCache(64 * 1024 * 1024);
   /** Set by the composition root: true while a local sequencer leads. */
   localSequencer: () => boolean = () => false;
@@ -164,9 +177,9 @@ export class CtLog {
     else this.waiters.set(hex, list);
   }
 
-  /** The local sequencer's commits (and anything the poller finds). */
-  committed(records: readonly SequencedRecord[]): void {
-    this.cachedHead = undefined;
+  /** The local sequencer's commits, with the head it committed (and anything the poller finds). */
+  committed(records: readonly SequencedRecord[], head?: SignedTreeHead): void {
+    if (head) this.learnHead(head, Date.now());
     for (const rec of records) {
       const hex = rec.key.toString('hex');
       const list = this.waiters.get(hex);
@@ -209,18 +222,46 @@ export class CtLog {
     this.waiters.clear();
   }
 
-  /** The latest tree head, re-read at most every 100 ms per replica. */
+  /**
+   * Keeps the newer of the cached head and `head` (tree heads only move forward: a read that
+   * started before a commit must not undo what the commit taught), current as of `at`.
+   */
+  private learnHead(head: SignedTreeHead | undefined, at: number): void {
+    const known = this.cachedHead?.head;
+    const newer = !known || (head !== undefined && head.timestamp >= known.timestamp);
+    this.cachedHead = { head: newer ? head : known, at: Math.max(at, this.cachedHead?.at ?? 0) };
+  }
+
+  /** The cached head while it is younger than the TTL, without touching storage. */
+  freshHead(now = Date.now()): HeadView | undefined {
+    const c = this.cachedHead;
+    return c && now - c.at < this.options.headTtlMs ? c : undefined;
+  }
+
+  /** The latest tree head, re-read from storage at most once per TTL (one read at a time). */
   async head(): Promise<SignedTreeHead | undefined> {
-    const now = Date.now();
-    if (this.cachedHead && now - this.cachedHead.at < 100) return this.cachedHead.head;
-    const head = await this.storage.treeHead();
-    this.cachedHead = { head, at: now };
-    return head;
+    const fresh = this.freshHead();
+    if (fresh) return fresh.head;
+    this.headRead ??= (async () => {
+      const at = Date.now();
+      try {
+        this.learnHead(await this.storage.treeHead(), at);
+        return this.cachedHead?.head;
+      } finally {
+        this.headRead = undefined;
+      }
+    })();
+    return this.headRead;
+  }
+
+  /** The signed checkpoint note of a tree head. */
+  note(head: SignedTreeHead): string {
+    return checkpointNote(this.options.origin, this.key.logId, head);
   }
 
   async checkpoint(): Promise<string | undefined> {
     const head = await this.head();
-    return head && checkpointNote(this.options.origin, this.key.logId, head);
+    return head && this.note(head);
   }
 
   /** A hash tile as static-ct-api serves it, or undefined when the tree has no such tile. */

@@ -63,7 +63,11 @@ export class Sequencer {
     private readonly options: SequencerOptions,
     private readonly logger: Logger,
     private readonly metrics: CtlogMetrics | undefined,
-    private readonly onCommitted: (records: readonly SequencedRecord[]) => void,
+    /** Called after each commit with its records and the tree head it committed. */
+    private readonly onCommitted: (
+      records: readonly SequencedRecord[],
+      head: SignedTreeHead,
+    ) => void,
   ) {}
 
   start(): void {
@@ -254,7 +258,7 @@ export class Sequencer {
     this.metrics?.batchSize.observe(entries.length);
     this.metrics?.batchSeconds.observe(seconds);
     this.metrics?.treeSize.set(size);
-    this.onCommitted(records);
+    this.onCommitted(records, head);
     return entries.length;
   }
 }
