@@ -128,13 +128,18 @@ async function main(): Promise<void> {
       MAYFLY_CA_CERT: ca.chainFile,
       MAYFLY_CA_KEY: ca.keyFile,
     };
-    const off = await startMayfly('ca-ct-off', dir, baseEnv);
+    // BENCH_CT_PROF=<dir>: --cpu-prof profiles of both CAs, in <dir>/off and <dir>/on.
+    const prof = process.env.BENCH_CT_PROF;
+    const profArgs = (name: string) =>
+      prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(prof, name)}`] : [];
+    const off = await startMayfly('ca-ct-off', dir, baseEnv, profArgs('off'));
     servers.push(off);
-    const on = await startMayfly('ca-ct-on', dir, {
-      ...baseEnv,
-      MAYFLY_CT_LOG_URL: ctlog.url,
-      MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile,
-    });
+    const on = await startMayfly(
+      'ca-ct-on',
+      dir,
+      { ...baseEnv, MAYFLY_CT_LOG_URL: ctlog.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile },
+      profArgs('on'),
+    );
     servers.push(on);
 
     const sidePids = () => [ctlog.pid, ...pgPids(pg)];

@@ -218,7 +218,14 @@ export class Sequencer {
         tiles.set(`${level}/${index}`, { level, index, data: Buffer.concat(row) });
       }
     }
-    if (dataEdge.length > 0) dataTiles.set(Math.floor(size / TILE_WIDTH), Buffer.concat(dataEdge));
+    let partialData: Buffer | undefined;
+    if (dataEdge.length > 0 && entries.length > 0) {
+      partialData = Buffer.concat(dataEdge);
+      dataTiles.set(Math.floor(size / TILE_WIDTH), partialData);
+    }
+    // The data tile that was partial before this batch: its first bytes are stored already.
+    const edgeTile = Math.floor(state.size / TILE_WIDTH);
+    const edgeBytes = state.dataEdge.reduce((n, b) => n + b.length, 0);
 
     const signatures = await Promise.all(
       entries.map((e) => digitallySign(this.key, sctSignatureInput(e))),
@@ -240,7 +247,12 @@ export class Sequencer {
         previous: state.head,
         treeHead: head,
         tiles: [...tiles.values()],
-        dataTiles: [...dataTiles.entries()].map(([index, data]) => ({ index, data })),
+        dataTiles: [...dataTiles.entries()].map(([index, data]) => ({
+          index,
+          data,
+          appendFrom: index === edgeTile ? edgeBytes : 0,
+          complete: data !== partialData,
+        })),
         issuers: [...issuers.values()],
         records,
         done: pending.map((p) => p.key),

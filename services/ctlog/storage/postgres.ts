@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS ctlog_sequenced (
 CREATE INDEX IF NOT EXISTS ctlog_sequenced_leaf_hash ON ctlog_sequenced (leaf_hash);
 CREATE TABLE IF NOT EXISTS ctlog_tiles (
   level smallint NOT NULL, idx bigint NOT NULL, data bytea NOT NULL, PRIMARY KEY (level, idx));
+CREATE TABLE IF NOT EXISTS ctlog_data_chunks (
+  idx bigint NOT NULL, start int NOT NULL, data bytea NOT NULL, PRIMARY KEY (idx, start));
 CREATE TABLE IF NOT EXISTS ctlog_issuers (fingerprint bytea PRIMARY KEY, der bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS ctlog_head (
   id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, ts bigint NOT NULL, body bytea NOT NULL);
@@ -192,8 +194,21 @@ export class PostgresStorage implements LogStorage {
     return res.rows[0]?.data;
   }
 
-  dataTile(index: number): Promise<Buffer | undefined> {
-    return this.tile(DATA_LEVEL, index);
+  /**
+   * A data tile is its row in ctlog_tiles (written whole: a complete tile, or an older
+   * partial one) followed by the chunks that batches appended since, in order.
+   */
+  async dataTile(index: number): Promise<Buffer | undefined> {
+    const res = await this.q<{ whole: Buffer | null; appended: Buffer | null }>(
+      `SELECT (SELECT data FROM ctlog_tiles WHERE level = $1 AND idx = $2) AS whole,
+              (SELECT string_agg(data, ''::bytea ORDER BY start) FROM ctlog_data_chunks
+                WHERE idx = $2) AS appended`,
+      [DATA_LEVEL, index],
+    );
+    const { whole, appended } = res.rows[0] ?? { whole: null, appended: null };
+    if (!whole && !appended) return undefined;
+    if (!appended) return whole!;
+    return whole ? Buffer.concat([whole, appended]) : appended;
   }
 
   async issuer(fp: Buffer): Promise<Buffer | undefined> {
@@ -279,9 +294,16 @@ export class PostgresStorage implements LogStorage {
     const c = this.leader;
     if (!c || !this.leading) throw new CommitConflictError();
     const head = commit.treeHead;
+    // A partial data tile gets only this batch's bytes, as a chunk (rewriting the whole tile
+    // every batch cost more than everything else in a commit); a complete one is written
+    // whole, once, and its chunks go.
+    const appended = commit.dataTiles.filter(
+      (t) => !t.complete && t.appendFrom !== undefined && t.data.length > t.appendFrom,
+    );
+    const whole = commit.dataTiles.filter((t) => t.complete || t.appendFrom === undefined);
     const tiles = [
       ...commit.tiles,
-      ...commit.dataTiles.map((t) => ({ level: DATA_LEVEL, index: t.index, data: t.data })),
+      ...whole.map((t) => ({ level: DATA_LEVEL, index: t.index, data: t.data })),
     ];
     const r = commit.records;
     const moveHead = commit.previous
@@ -303,7 +325,12 @@ export class PostgresStorage implements LogStorage {
         SELECT * FROM unnest($10::bytea[], $11::bytea[], $12::bigint[], $13::bigint[], $14::bytea[])
         WHERE EXISTS (SELECT 1 FROM head)),
       done AS (
-        DELETE FROM ctlog_pending WHERE key = ANY($15::bytea[]) AND EXISTS (SELECT 1 FROM head))
+        DELETE FROM ctlog_pending WHERE key = ANY($15::bytea[]) AND EXISTS (SELECT 1 FROM head)),
+      chunks AS (
+        INSERT INTO ctlog_data_chunks (idx, start, data)
+        SELECT * FROM unnest($16::bigint[], $17::int[], $18::bytea[]) WHERE EXISTS (SELECT 1 FROM head)),
+      settled AS (
+        DELETE FROM ctlog_data_chunks WHERE idx = ANY($19::bigint[]) AND EXISTS (SELECT 1 FROM head))
       SELECT count(*)::int AS moved FROM head`;
     let moved: number;
     try {
@@ -323,6 +350,10 @@ export class PostgresStorage implements LogStorage {
         r.map((x) => x.timestamp),
         r.map((x) => x.signature),
         commit.done,
+        appended.map((t) => t.index),
+        appended.map((t) => t.appendFrom!),
+        appended.map((t) => t.data.subarray(t.appendFrom!)),
+        whole.map((t) => t.index),
       ]);
       moved = res.rows[0]?.moved ?? 0;
     } catch (err) {

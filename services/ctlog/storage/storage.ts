@@ -41,12 +41,25 @@ export interface TileWrite {
   readonly data: Buffer;
 }
 
+export interface DataTileWrite {
+  readonly index: number;
+  /** The tile's whole content so far. */
+  readonly data: Buffer;
+  /**
+   * How many leading bytes of `data` an earlier commit already stored (they are unchanged):
+   * a backend may store only the rest. Absent: store all of it.
+   */
+  readonly appendFrom?: number | undefined;
+  /** The tile holds all its 256 entries now and will never change again. */
+  readonly complete?: boolean | undefined;
+}
+
 export interface Commit {
   /** The tree head this batch extends (undefined for the first commit of a new log). */
   readonly previous: SignedTreeHead | undefined;
   readonly treeHead: SignedTreeHead;
   readonly tiles: readonly TileWrite[];
-  readonly dataTiles: readonly { readonly index: number; readonly data: Buffer }[];
+  readonly dataTiles: readonly DataTileWrite[];
   readonly issuers: readonly Buffer[];
   readonly records: readonly SequencedRecord[];
   /** The pending submissions this batch sequenced (or found already sequenced). */

@@ -145,6 +145,37 @@ describe.each(backends)('log storage contract: $name', (backend) => {
     expect((await store.pending(1)).length).toBe(1);
   });
 
+  it('a data tile grows by appends, batch by batch, and is whole once complete', async () => {
+    expect(await store.lead()).toBe(true);
+    const [a, b, c, d] = [randomBytes(20), randomBytes(30), randomBytes(40), randomBytes(15)];
+    let previous: SignedTreeHead | undefined;
+    const step = async (size: number, dataTiles: Commit['dataTiles']) => {
+      const commit = { ...commitOf(previous, size, []), dataTiles };
+      await store.commit(commit);
+      previous = commit.treeHead;
+    };
+    await step(2, [{ index: 0, data: a, appendFrom: 0, complete: false }]);
+    expect(await store.dataTile(0)).toEqual(a);
+    await step(5, [{ index: 0, data: Buffer.concat([a, b]), appendFrom: a.length }]);
+    expect(await store.dataTile(0)).toEqual(Buffer.concat([a, b]));
+    // Nothing new (a checkpoint refresh): unchanged.
+    await step(5, [{ index: 0, data: Buffer.concat([a, b]), appendFrom: a.length + b.length }]);
+    await store.close();
+    store = await reopen();
+    expect(await store.lead()).toBe(true);
+    expect(await store.dataTile(0)).toEqual(Buffer.concat([a, b]));
+    await step(257, [
+      { index: 0, data: Buffer.concat([a, b, c]), appendFrom: a.length + b.length, complete: true },
+      { index: 1, data: d, appendFrom: 0, complete: false },
+    ]);
+    expect(await store.dataTile(0)).toEqual(Buffer.concat([a, b, c]));
+    expect(await store.dataTile(1)).toEqual(d);
+    // A tile written whole without appendFrom (as older versions did) still takes appends.
+    await step(258, [{ index: 1, data: d }]);
+    await step(259, [{ index: 1, data: Buffer.concat([d, a]), appendFrom: d.length }]);
+    expect(await store.dataTile(1)).toEqual(Buffer.concat([d, a]));
+  });
+
   it('a commit publishes everything at once and is still there after a reopen', async () => {
     const a = pending();
     const b = pending();
