@@ -8,7 +8,7 @@ import {
   type CtLogKey,
   type Sct,
 } from '../../common/ct/sct';
-import { JsonPoster } from './json-post';
+import { Cancellation, JsonPoster } from './json-post';
 
 /**
  * The CA's RFC 6962 client: `add-pre-chain` to each configured log, over HTTP only. Every
@@ -175,8 +175,8 @@ export class CtLogs {
     this.assertEligible(submission.notAfter);
     const notAfter = submission.notAfter.getTime();
     const deadline = Date.now() + this.settings.timeoutMs;
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.settings.timeoutMs);
+    const cancellation = new Cancellation();
+    const timer = setTimeout(() => cancellation.abort(), this.settings.timeoutMs);
     const body = JSON.stringify({
       chain: submission.chain.map((c) => Buffer.from(c).toString('base64')),
     });
@@ -184,7 +184,7 @@ export class CtLogs {
       const results = await Promise.allSettled(
         this.logs.map((log, i) =>
           notAfter >= this.windows[i]!.start && notAfter < this.windows[i]!.end
-            ? this.guarded(i, () => this.one(log, body, submission, deadline, controller.signal))
+            ? this.guarded(i, () => this.one(log, body, submission, deadline, cancellation))
             : null,
         ),
       );
@@ -245,12 +245,12 @@ export class CtLogs {
     body: string,
     submission: PrecertSubmission,
     deadline: number,
-    signal: AbortSignal,
+    cancellation: Cancellation,
   ): Promise<Sct> {
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const sct = await this.submit(log, body, deadline, signal);
+      const sct = await this.submit(log, body, deadline, cancellation);
       try {
         verifyPrecertSct(sct, log.key, submission.issuerKeyHash, submission.tbs);
       } catch (err) {
@@ -259,9 +259,9 @@ export class CtLogs {
       this.observer?.submitted(log.url, 'ok', seconds());
       return sct;
     } catch (err) {
-      const reason = signal.aborted ? 'timeout' : reasonOf(err);
+      const reason = cancellation.aborted ? 'timeout' : reasonOf(err);
       this.observer?.submitted(log.url, 'error', seconds(), reason);
-      throw signal.aborted
+      throw cancellation.aborted
         ? new CtLogError(`no SCT within ${this.settings.timeoutMs} ms`)
         : (err as Error);
     }
@@ -271,15 +271,15 @@ export class CtLogs {
     log: CtLog,
     body: string,
     deadline: number,
-    signal: AbortSignal,
+    cancellation: Cancellation,
   ): Promise<Sct> {
     for (;;) {
       let status: number;
       let text: string;
       try {
-        ({ status, text } = await this.poster.post(log.addPreChain, body, signal));
+        ({ status, text } = await this.poster.post(log.addPreChain, body, cancellation));
       } catch (err) {
-        if (signal.aborted) throw err;
+        if (cancellation.aborted) throw err;
         status = 0;
         text = (err as Error).message;
       }
@@ -303,7 +303,7 @@ export class CtLogs {
           `the log is unavailable (${status === 0 ? text : `HTTP ${status}`}) and the budget is spent`,
         );
       await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
-      if (signal.aborted) throw new CtLogError('aborted');
+      if (cancellation.aborted) throw new CtLogError('aborted');
     }
   }
 }
