@@ -47,7 +47,9 @@ async function startLog(
   env: Record<string, string>,
 ): Promise<RunningServer & { key: Buffer }> {
   const out = join(dir, 'ctlog.log');
-  const child = spawnServer(ctlogJs, [], env, out);
+  const prof = process.env.BENCH_CT_PROF;
+  const args = prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(prof, 'ctlog')}`] : [];
+  const child = spawnServer(ctlogJs, args, env, out);
   const match = await waitForLine(out, /"port":(\d+)[^\n]*"msg":"ctlog listening"/, child, 'ctlog');
   const url = `http://127.0.0.1:${match[1]}`;
   const meta = (await (await fetch(`${url}/log.json`)).json()) as { key: string };
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
       MAYFLY_CA_CERT: ca.chainFile,
       MAYFLY_CA_KEY: ca.keyFile,
     };
-    // BENCH_CT_PROF=<dir>: --cpu-prof profiles of both CAs, in <dir>/off and <dir>/on.
+    // BENCH_CT_PROF=<dir>: --cpu-prof profiles of both CAs (<dir>/off, <dir>/on) and the log.
     const prof = process.env.BENCH_CT_PROF;
     const profArgs = (name: string) =>
       prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(prof, name)}`] : [];

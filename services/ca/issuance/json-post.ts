@@ -47,8 +47,8 @@ export class Cancellation {
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
 export class JsonPoster {
-  private readonly http = new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
-  private readonly https = new HttpsAgent({ keepAlive: true, maxFreeSockets: 64 });
+  private readonly http = new HttpAgent({ keepAlive: true, maxFreeSockets: 1024 });
+  private readonly https = new HttpsAgent({ keepAlive: true, maxFreeSockets: 1024 });
 
   post(url: URL, body: string, cancellation: Cancellation): Promise<JsonPostResponse> {
     const tls = url.protocol === 'https:';
