@@ -21,6 +21,8 @@ import { peakRssMb, processTree } from './lib/proc';
  *                                               # node --max-semi-space-size=2 vs node's default
  *   node dist/bench/ab.js --scenario memory --semi 2
  *                                               # the above and MALLOC_ARENA_MAX=2 vs defaults
+ *   node dist/bench/ab.js --scenario flags --flags=--optimize-for-size
+ *                                               # node flags vs node's defaults, same build
  *   node dist/bench/ab.js --scenario build --base DIR
  *                                               # this build vs another (e.g. a base commit
  *                                               # built in DIR), same settings
@@ -55,6 +57,8 @@ async function startServer(side: Side, dir: string, env: Record<string, string>)
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
       MAYFLY_METRICS_PORT: '0',
+      MAYFLY_GRPC_HOST: '127.0.0.1',
+      MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
       MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
       MAYFLY_RATELIMITS: 'off',
@@ -114,6 +118,7 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3' },
       connections: { type: 'string', default: '16' },
       semi: { type: 'string', default: '2' },
+      flags: { type: 'string' },
       out: { type: 'string' },
     },
     strict: true,
@@ -164,6 +169,14 @@ async function main(): Promise<void> {
         nodeArgs: [`--max-semi-space-size=${mb}`],
       },
       { name: 'defaults', mainJs: thisMain, env: {} },
+    ];
+  } else if (values.scenario === 'flags') {
+    const flags = (values.flags ?? '').split(/\s+/).filter(Boolean);
+    if (flags.length === 0) throw new Error('--scenario flags needs --flags "NODE FLAGS"');
+    question = `node ${flags.join(' ')} against node's defaults, same build`;
+    sides = [
+      { name: flags.join(' '), mainJs: thisMain, env: {}, nodeArgs: flags },
+      { name: 'node defaults', mainJs: thisMain, env: {} },
     ];
   } else throw new Error(`unknown scenario ${values.scenario}`);
 
