@@ -171,12 +171,17 @@ async function main(): Promise<void> {
       { name: 'defaults', mainJs: thisMain, env: {} },
     ];
   } else if (values.scenario === 'flags') {
-    const flags = (values.flags ?? '').split(/\s+/).filter(Boolean);
-    if (flags.length === 0) throw new Error('--scenario flags needs --flags "NODE FLAGS"');
-    question = `node ${flags.join(' ')} against node's defaults, same build`;
+    // --flags '--optimize-for-size MALLOC_ARENA_MAX=2': node flags and NAME=VALUE variables.
+    const words = (values.flags ?? '').split(/\s+/).filter(Boolean);
+    if (words.length === 0) throw new Error('--scenario flags needs --flags="NODE FLAGS"');
+    const flags = words.filter((w) => w.startsWith('-'));
+    const env = Object.fromEntries(
+      words.filter((w) => !w.startsWith('-')).map((w) => [w.split('=')[0]!, w.split('=')[1]!]),
+    );
+    question = `node ${words.join(' ')} against node's and glibc's defaults, same build`;
     sides = [
-      { name: flags.join(' '), mainJs: thisMain, env: {}, nodeArgs: flags },
-      { name: 'node defaults', mainJs: thisMain, env: {} },
+      { name: words.join(' '), mainJs: thisMain, env, nodeArgs: flags },
+      { name: 'defaults', mainJs: thisMain, env: {} },
     ];
   } else throw new Error(`unknown scenario ${values.scenario}`);
 

@@ -9,6 +9,7 @@ import { makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type RequestShape } from './lib/load';
 import { machineFacts } from './lib/proc';
 import { makeSoakCa } from './lib/soak/ca';
+import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 
 /**
  * Where the CA's memory goes (issue #18, item 3). Three modes, all on the compiled service
@@ -26,7 +27,10 @@ import { makeSoakCa } from './lib/soak/ca';
  *       RSS and V8 heap after every `--every` certificates of one long closed-loop run
  *       (is RSS flat?), as a markdown table.
  *
- * `--env NAME=VALUE` (repeatable) adds to the server's environment in `server` and `long`.
+ * `server` and `long` run the service as `npm start` and the image do, with the CA's node flags
+ * and memory settings (services/common/ca-runtime.ts); `--bare` runs it without them (plain
+ * `node dist/services/ca/main.js`). `--env NAME=VALUE` and `--node-arg X` (repeatable) add to
+ * the server's environment and node flags.
  */
 
 const repoRoot = resolve(__dirname, '../..');
@@ -355,6 +359,14 @@ async function longReport(
     const maxRss = Math.max(...rows.map((r) => r.st.rss));
     const half = rows.slice(Math.floor(rows.length / 2));
     lines.push(
+      `- Server: \`${[
+        ...Object.entries(s.env)
+          .filter(([k]) => !/IDENTITY_CONFIG|CA_CERT|CA_KEY/.test(k))
+          .map(([k, v]) => `${k}=${v}`),
+        'node',
+        ...nodeArgs,
+        'dist/services/ca/main.js',
+      ].join(' ')}\` (file CA, rate limits off, gRPC on, info and audit logs to files).`,
       `- Started ${started.toISOString()}; ${last.after.toLocaleString('en-US')} certificates, ${failures} failures, ${connections} keep-alive connections, closed loop; ${mb((cpu * 1000) / last.after, 3)} server CPU ms per certificate.`,
       `- Load average (1 min) ${load.map((l) => l.toFixed(1)).join(' → ')}: the machine was shared with other engineers' work.`,
       `- RSS after the first ${every.toLocaleString('en-US')}: ${mb(first.st.rss)} MB; at the end: ${mb(last.st.rss)} MB; highest sample ${mb(maxRss)} MB; VmHWM (peak) ${mb(last.st.hwm)} MB; second half of the run: ${mb(Math.min(...half.map((r) => r.st.rss)))}–${mb(Math.max(...half.map((r) => r.st.rss)))} MB.`,
@@ -384,15 +396,20 @@ async function main(): Promise<void> {
       every: { type: 'string', default: '10000' },
       'node-arg': { type: 'string', multiple: true, default: [] },
       env: { type: 'string', multiple: true, default: [] },
+      bare: { type: 'boolean', default: false },
       out: { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
   });
   const mode = positionals[0] ?? 'server';
-  const env = Object.fromEntries(
-    values.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-  );
+  const env = {
+    ...(values.bare ? {} : CA_ENV),
+    ...Object.fromEntries(
+      values.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    ),
+  };
+  const nodeArgs = [...(values.bare ? [] : CA_NODE_ARGS), ...values['node-arg']];
   const facts = machineFacts();
   const header = [
     `Command: \`node dist/bench/memory.js ${process.argv.slice(2).join(' ')}\` (after \`npx tsc -p tsconfig.bench.json\`), ${new Date().toISOString()}.`,
@@ -408,17 +425,12 @@ async function main(): Promise<void> {
         mode === 'long'
           ? await longReport(
               s,
-              values['node-arg'],
+              nodeArgs,
               Number(values.certificates),
               Number(values.every),
               Number(values.connections),
             )
-          : await serverReport(
-              s,
-              values['node-arg'],
-              Number(values.seconds),
-              Number(values.connections),
-            );
+          : await serverReport(s, nodeArgs, Number(values.seconds), Number(values.connections));
     } finally {
       await s.close();
     }

@@ -14,6 +14,7 @@ import { latencyPlot, type LoadPoint } from './lib/plot';
 import { load1, machineFacts, peakRssMb, processTree, rssMb } from './lib/proc';
 import { summarizeProfile, type ProfileSummary } from './lib/profile';
 import { makeSoakCa } from './lib/soak/ca';
+import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 import {
   renderVersus,
   runVersus,
@@ -167,10 +168,13 @@ async function startMayfly(
   nodeArgs: string[] = [],
 ): Promise<RunningServer> {
   const out = join(dir, `${name.replace(/\W+/g, '-')}.log`);
+  // As `npm start` and the image run it: the CA's node flags and memory settings
+  // (services/common/ca-runtime.ts).
   const child = spawnServer(
     mainJs,
-    nodeArgs,
+    [...CA_NODE_ARGS, ...nodeArgs],
     {
+      ...CA_ENV,
       MAYFLY_HOST: '127.0.0.1',
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
@@ -619,7 +623,13 @@ async function versusPhase(o: {
   }
   contenders.push({
     name: 'mayfly (defaults)',
-    what: 'the compiled service with its default settings (MAYFLY_WORKERS unset), the file CA, rate limits off, info logs and the audit log to files',
+    what: `the compiled service as \`npm start\` and the image run it (node ${CA_NODE_ARGS.join(' ')}, ${Object.entries(
+      CA_ENV,
+    )
+      .map(([k, v]) => `${k}=${v}`)
+      .join(
+        ' ',
+      )}), its default settings (MAYFLY_WORKERS unset), the file CA, rate limits off, info logs and the audit log to files`,
     start: () => startMayfly('mayfly-versus', dir, baseEnv),
     requests,
     okStatus: 200,
