@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { peakRssMb, processTree } from './lib/proc';
@@ -23,6 +24,10 @@ import { peakRssMb, processTree } from './lib/proc';
  *                                               # the above and MALLOC_ARENA_MAX=2 vs defaults
  *   node dist/bench/ab.js --scenario flags --flags=--optimize-for-size
  *                                               # node flags vs node's defaults, same build
+ *   node dist/bench/ab.js --scenario shipped --base DIR
+ *                                               # this build with the CA runtime settings
+ *                                               # (services/common/ca-runtime.ts) vs another
+ *                                               # build run as plain node
  *   node dist/bench/ab.js --scenario build --base DIR
  *                                               # this build vs another (e.g. a base commit
  *                                               # built in DIR), same settings
@@ -145,6 +150,18 @@ async function main(): Promise<void> {
     sides = [
       { name: 'this build', mainJs: thisMain, env: {} },
       { name: 'base build', mainJs: join(base, 'dist/services/ca/main.js'), env: {} },
+    ];
+  } else if (values.scenario === 'shipped') {
+    if (!values.base) throw new Error('--scenario shipped needs --base DIR (a built checkout)');
+    const base = resolve(values.base);
+    question = `this build as \`npm start\` runs it (node ${CA_NODE_ARGS.join(' ')}, ${Object.entries(
+      CA_ENV,
+    )
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}) against the build in ${base} run as \`node dist/services/ca/main.js\``;
+    sides = [
+      { name: 'this build, shipped', mainJs: thisMain, env: { ...CA_ENV }, nodeArgs: CA_NODE_ARGS },
+      { name: 'base build, plain node', mainJs: join(base, 'dist/services/ca/main.js'), env: {} },
     ];
   } else if (values.scenario === 'semispace') {
     const mb = Number(values.semi);
