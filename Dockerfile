@@ -54,9 +54,12 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
 ENTRYPOINT ["node", "dist/services/ctlog/main.js"]
 
 FROM ${NODE_IMAGE} AS runtime
+# MALLOC_ARENA_MAX and the node flags of the ENTRYPOINT: the CA's memory settings
+# (services/common/ca-runtime.ts, measured in bench/results/memory.md).
 ENV NODE_ENV=production \
     HOME=/tmp \
-    TMPDIR=/tmp
+    TMPDIR=/tmp \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
@@ -69,4 +72,4 @@ USER 65532:65532
 EXPOSE 8080 8081 2112
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.MAYFLY_PORT || 8080}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "dist/services/ca/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=30", "dist/services/ca/main.js"]

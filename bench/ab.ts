@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { peakRssMb, processTree } from './lib/proc';
@@ -21,6 +22,12 @@ import { peakRssMb, processTree } from './lib/proc';
  *                                               # node --max-semi-space-size=2 vs node's default
  *   node dist/bench/ab.js --scenario memory --semi 2
  *                                               # the above and MALLOC_ARENA_MAX=2 vs defaults
+ *   node dist/bench/ab.js --scenario flags --flags=--optimize-for-size
+ *                                               # node flags vs node's defaults, same build
+ *   node dist/bench/ab.js --scenario shipped --base DIR
+ *                                               # this build with the CA runtime settings
+ *                                               # (services/common/ca-runtime.ts) vs another
+ *                                               # build run as plain node
  *   node dist/bench/ab.js --scenario build --base DIR
  *                                               # this build vs another (e.g. a base commit
  *                                               # built in DIR), same settings
@@ -55,6 +62,8 @@ async function startServer(side: Side, dir: string, env: Record<string, string>)
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
       MAYFLY_METRICS_PORT: '0',
+      MAYFLY_GRPC_HOST: '127.0.0.1',
+      MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
       MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
       MAYFLY_RATELIMITS: 'off',
@@ -114,6 +123,7 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3' },
       connections: { type: 'string', default: '16' },
       semi: { type: 'string', default: '2' },
+      flags: { type: 'string' },
       out: { type: 'string' },
     },
     strict: true,
@@ -141,6 +151,18 @@ async function main(): Promise<void> {
       { name: 'this build', mainJs: thisMain, env: {} },
       { name: 'base build', mainJs: join(base, 'dist/services/ca/main.js'), env: {} },
     ];
+  } else if (values.scenario === 'shipped') {
+    if (!values.base) throw new Error('--scenario shipped needs --base DIR (a built checkout)');
+    const base = resolve(values.base);
+    question = `this build as \`npm start\` runs it (node ${CA_NODE_ARGS.join(' ')}, ${Object.entries(
+      CA_ENV,
+    )
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}) against the build in ${base} run as \`node dist/services/ca/main.js\``;
+    sides = [
+      { name: 'this build, shipped', mainJs: thisMain, env: { ...CA_ENV }, nodeArgs: CA_NODE_ARGS },
+      { name: 'base build, plain node', mainJs: join(base, 'dist/services/ca/main.js'), env: {} },
+    ];
   } else if (values.scenario === 'semispace') {
     const mb = Number(values.semi);
     question = `V8's young generation capped (node --max-semi-space-size=${mb}, MB) against node's default, same build`;
@@ -163,6 +185,19 @@ async function main(): Promise<void> {
         env: { MALLOC_ARENA_MAX: '2' },
         nodeArgs: [`--max-semi-space-size=${mb}`],
       },
+      { name: 'defaults', mainJs: thisMain, env: {} },
+    ];
+  } else if (values.scenario === 'flags') {
+    // --flags '--optimize-for-size MALLOC_ARENA_MAX=2': node flags and NAME=VALUE variables.
+    const words = (values.flags ?? '').split(/\s+/).filter(Boolean);
+    if (words.length === 0) throw new Error('--scenario flags needs --flags="NODE FLAGS"');
+    const flags = words.filter((w) => w.startsWith('-'));
+    const env = Object.fromEntries(
+      words.filter((w) => !w.startsWith('-')).map((w) => [w.split('=')[0]!, w.split('=')[1]!]),
+    );
+    question = `node ${words.join(' ')} against node's and glibc's defaults, same build`;
+    sides = [
+      { name: words.join(' '), mainJs: thisMain, env, nodeArgs: flags },
       { name: 'defaults', mainJs: thisMain, env: {} },
     ];
   } else throw new Error(`unknown scenario ${values.scenario}`);

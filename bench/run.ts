@@ -14,13 +14,8 @@ import { latencyPlot, type LoadPoint } from './lib/plot';
 import { load1, machineFacts, peakRssMb, processTree, rssMb } from './lib/proc';
 import { summarizeProfile, type ProfileSummary } from './lib/profile';
 import { makeSoakCa } from './lib/soak/ca';
-import {
-  children,
-  startMayfly,
-  startScript,
-  stopper,
-  type RunningServer,
-} from './lib/servers';
+import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
+import { children, startMayfly, startScript, stopper, type RunningServer } from './lib/servers';
 import {
   renderVersus,
   runVersus,
@@ -523,7 +518,13 @@ async function versusPhase(o: {
   }
   contenders.push({
     name: 'mayfly (defaults)',
-    what: 'the compiled service with its default settings (MAYFLY_WORKERS unset), the file CA, rate limits off, info logs and the audit log to files',
+    what: `the compiled service as \`npm start\` and the image run it (node ${CA_NODE_ARGS.join(' ')}, ${Object.entries(
+      CA_ENV,
+    )
+      .map(([k, v]) => `${k}=${v}`)
+      .join(
+        ' ',
+      )}), its default settings (MAYFLY_WORKERS unset), the file CA, rate limits off, info logs and the audit log to files`,
     start: () => startMayfly('mayfly-versus', dir, baseEnv),
     requests,
     okStatus: 200,

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { CA_ENV, CA_NODE_ARGS } from '../../services/common/ca-runtime';
 
 /**
  * The benchmarks' servers: each its own process (the compiled services, as an operator
@@ -24,7 +25,12 @@ process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-export async function waitForLine(file: string, pattern: RegExp, child: ChildProcess, what: string) {
+export async function waitForLine(
+  file: string,
+  pattern: RegExp,
+  child: ChildProcess,
+  what: string,
+) {
   const until = Date.now() + 30_000;
   for (;;) {
     const match = pattern.exec(readFileSync(file, 'utf8'));
@@ -50,7 +56,12 @@ export function stopper(child: ChildProcess): () => Promise<void> {
 }
 
 /** Output goes to a file, not through this process: reading it would cost the bench CPU. */
-export function spawnServer(script: string, args: string[], env: Record<string, string>, out: string) {
+export function spawnServer(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  out: string,
+) {
   const fd = openSync(out, 'w');
   const child = spawn(process.execPath, [...args, script], {
     cwd: repoRoot,
@@ -69,10 +80,13 @@ export async function startMayfly(
   nodeArgs: string[] = [],
 ): Promise<RunningServer> {
   const out = join(dir, `${name.replace(/\W+/g, '-')}.log`);
+  // As `npm start` and the image run it: the CA's node flags and memory settings
+  // (services/common/ca-runtime.ts).
   const child = spawnServer(
     mainJs,
-    nodeArgs,
+    [...CA_NODE_ARGS, ...nodeArgs],
     {
+      ...CA_ENV,
       MAYFLY_HOST: '127.0.0.1',
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
@@ -80,7 +94,9 @@ export async function startMayfly(
       MAYFLY_GRPC_HOST: '127.0.0.1',
       MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
-      MAYFLY_AUDIT_LOG_FILE: process.env.BENCH_AUDIT_DIR ? join(process.env.BENCH_AUDIT_DIR, `${name}-audit.log`) : join(dir, 'audit.log'),
+      MAYFLY_AUDIT_LOG_FILE: process.env.BENCH_AUDIT_DIR
+        ? join(process.env.BENCH_AUDIT_DIR, `${name}-audit.log`)
+        : join(dir, 'audit.log'),
       MAYFLY_SHUTDOWN_GRACE_MS: '2000',
       ...env,
     },
@@ -101,7 +117,12 @@ export async function startMayfly(
   };
 }
 
-export async function startScript(name: string, script: string, dir: string, env: Record<string, string>) {
+export async function startScript(
+  name: string,
+  script: string,
+  dir: string,
+  env: Record<string, string>,
+) {
   const out = join(dir, `${name.replace(/\W+/g, '-')}.log`);
   const child = spawnServer(script, [], env, out);
   const match = await waitForLine(out, /listening (\d+)/, child, name);

@@ -2,7 +2,6 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { LookupFunction } from 'node:net';
-import express from 'express';
 import { Registry } from 'prom-client';
 import { AuditLog, createAuditLogger, type AuditLogger } from './audit/audit-log';
 import { systemClock, type Clock } from '../common/clock';
@@ -31,7 +30,6 @@ import {
   parseChain,
   validateChainShape,
 } from '../common/signer/file-signer';
-import { Pkcs11Pool } from '../common/signer/pkcs11/pkcs11-signer';
 import { ReloadingFileSource } from '../common/signer/reloading-source';
 import {
   fixedSource,
@@ -65,7 +63,8 @@ export interface AppOverrides {
 export interface MayflyApp {
   /** The API: node:http for the signing routes, Express for the rest (http/fast-path.ts). */
   readonly api: ApiHandler;
-  readonly metricsApp: express.Express;
+  /** The metrics port: /metrics, /healthz, /readyz (plain node:http). */
+  readonly metricsApp: RequestListener;
   /** What the gRPC listener serves with (grpc/server.ts startGrpcServer): the same RA. */
   readonly grpc: GrpcServerDeps;
   readonly metrics: Metrics;
@@ -170,6 +169,10 @@ function createPkcs11Source(
   metrics: Metrics,
 ): CaSource {
   const settings = config.ca.pkcs11!;
+  // Loaded only for a PKCS#11 CA: the native pkcs11js binding is of no use to the others.
+  const { Pkcs11Pool } =
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require('../common/signer/pkcs11/pkcs11-signer') as typeof import('../common/signer/pkcs11/pkcs11-signer');
   const pool = new Pkcs11Pool({
     module: settings.module!,
     tokenLabel: settings.tokenLabel!,

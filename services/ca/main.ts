@@ -6,8 +6,7 @@ import { loadIdentityConfig } from './identity/identity-config';
 import type { ServerConfig } from './config/schema';
 import { createApp, grpcSettings, listen } from './app';
 import { CtLogError } from './issuance/ct-logs';
-import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
-import { TlsLoadError } from './grpc/tls';
+import type { RunningGrpcServer } from './grpc/server';
 import {
   caFromPrimary,
   clusterWorkerId,
@@ -93,6 +92,12 @@ async function main(): Promise<void> {
   // Fulcio's gRPC API on its own port, unless turned off.
   let grpc: RunningGrpcServer | undefined;
   if (config.grpc.port !== 'off') {
+    // Loaded only when the gRPC port is on: @grpc/grpc-js, the proto loader and reflection
+    // are some 250 modules and 9 MB of resident memory (bench/results/memory.md).
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const { startGrpcServer } = require('./grpc/server') as typeof import('./grpc/server');
+    const { TlsLoadError } = require('./grpc/tls') as typeof import('./grpc/tls');
+    /* eslint-enable @typescript-eslint/no-require-imports */
     try {
       grpc = await startGrpcServer(app.grpc, grpcSettings(config, config.grpc.port), logger);
     } catch (err) {

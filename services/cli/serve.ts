@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CA_NODE_ARGS, caProcessEnv } from '../common/ca-runtime';
 
 /**
  * `mayfly serve`: what a user needs to sign and verify, on embedded defaults: the CA, the
@@ -152,9 +153,11 @@ export async function run(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal('SIGINT'));
   const exits: Promise<number>[] = [];
   const start = (d: Deployable, childEnv: NodeJS.ProcessEnv, args: string[] = []) => {
-    const child = spawn(process.execPath, [d.entry, ...args], {
+    // The CA runs with its memory settings (services/ca/runtime.ts), as `npm start` does.
+    const isCa = d.name === 'ca';
+    const child = spawn(process.execPath, [...(isCa ? CA_NODE_ARGS : []), d.entry, ...args], {
       stdio: 'inherit',
-      env: childEnv,
+      env: isCa ? caProcessEnv(childEnv) : childEnv,
     });
     children.push({ d, child });
     exits.push(

@@ -9,7 +9,8 @@ import { startTestCa, v1Body, v2Body, type TestCa } from '../helpers/mayfly';
  * handler on its router. Every request below is sent both ways — to `app.api` (the listener)
  * and to `app.api.express` (Express alone) — and must get the same status, headers and body
  * (certificates aside, which differ by serial and key): Express's decoration of the request
- * changes nothing, and the paths Express answers (501, 404) are the same.
+ * changes nothing, and the paths Express answers (501, 404) are the same. The health probes
+ * are answered before Express too (so that probes alone never load it) and must match it.
  */
 
 const EMAIL = 'alice@example.com';
@@ -39,7 +40,10 @@ function comparable(res: request.Response) {
   let body: unknown = res.text;
   if (res.status === 200 || res.status === 201) {
     // Certificates differ by serial and key; their number and framing must not.
-    body = res.text.replace(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g, 'PEM');
+    body = (res.text ?? '').replace(
+      /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g,
+      'PEM',
+    );
     delete headers['content-length'];
   }
   return { status: res.status, headers, body };
@@ -120,6 +124,30 @@ async function cases(): Promise<Case[]> {
       send: (t) => request(t).post('/api/v2/signingcert').set('X-Request-Id', 'same-id-both-ways'),
     },
     {
+      name: 'liveness probe',
+      send: (t) => request(t).get('/healthz').set('X-Request-Id', 'same-id-both-ways'),
+    },
+    {
+      name: 'readiness probe with an Origin and a query string',
+      send: (t) =>
+        request(t)
+          .get('/readyz?probe=1')
+          .set('Origin', 'https://example.com')
+          .set('X-Request-Id', 'same-id-both-ways'),
+    },
+    {
+      name: 'readiness probe, HEAD',
+      send: (t) => request(t).head('/readyz').set('X-Request-Id', 'same-id-both-ways'),
+    },
+    {
+      name: 'health path, wrong method (404)',
+      send: (t) => request(t).post('/healthz').set('X-Request-Id', 'same-id-both-ways'),
+    },
+    {
+      name: 'health path, trailing slash (404)',
+      send: (t) => request(t).get('/readyz/').set('X-Request-Id', 'same-id-both-ways'),
+    },
+    {
       name: 'trailing slash (404)',
       send: (t) => request(t).post('/api/v2/signingCert/').set('X-Request-Id', 'same-id-both-ways'),
     },
@@ -162,6 +190,21 @@ test('both count requests under the route label and issued certificates alike', 
     await ca.app.metrics.registry.getSingleMetricAsString('mayfly_http_request_duration_seconds'),
   );
   expect([n1 - n0, n2 - n1]).toEqual([1, 1]);
+});
+
+test('while draining, the readiness probe answers 503 and closes, both ways alike', async () => {
+  ca.app.setReady(false);
+  try {
+    const fast = comparable(await request(ca.app.api).get('/readyz').set('X-Request-Id', 'd'));
+    const viaExpress = comparable(
+      await request(ca.app.api.express).get('/readyz').set('X-Request-Id', 'd'),
+    );
+    expect(fast.status).toBe(503);
+    expect(fast.headers.connection).toBe('close');
+    expect(fast).toEqual(viaExpress);
+  } finally {
+    ca.app.setReady(true);
+  }
 });
 
 test('a draining server closes fast-path connections like Express ones', async () => {

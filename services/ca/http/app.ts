@@ -5,6 +5,7 @@ import type { RegistrationAuthority } from '../ra/registration-authority';
 import { healthRoutes, type Health } from './health';
 import { PEM_CHAIN_TYPE, pemChainBody, send, sendJson, untrimmedPem } from './render';
 import { requestContext } from './request-context';
+import { ROUTES } from './routes';
 import {
   allowAnyOrigin,
   answerFailure,
@@ -18,6 +19,8 @@ import {
  * The only module that knows Express: every route but the signing route (signing.ts, plain
  * node:http), rendered the way Fulcio's grpc-gateway renders them.
  */
+
+export { ROUTES };
 
 export interface ApiDeps {
   readonly ra: Pick<RegistrationAuthority, 'handle'>;
@@ -34,14 +37,6 @@ export interface ApiDeps {
    */
   readonly trustedProxies?: readonly string[];
 }
-
-export const ROUTES = {
-  v2SigningCert: '/api/v2/signingCert',
-  v2TrustBundle: '/api/v2/trustBundle',
-  v2Configuration: '/api/v2/configuration',
-  v1SigningCert: '/api/v1/signingCert',
-  v1RootCert: '/api/v1/rootCert',
-} as const;
 
 type Handler = (req: Request, res: Response) => Promise<void> | void;
 
@@ -105,6 +100,8 @@ export function createApiApp(deps: ApiDeps, signing?: SigningHandler): express.E
     next();
   });
 
+  // /healthz and /readyz are answered before Express (fast-path.ts); mounted here too for
+  // the Express app alone.
   healthRoutes(app, deps.health);
 
   app.get(

@@ -1,4 +1,4 @@
-import express from 'express';
+import type express from 'express';
 import { sendJson } from './render';
 
 /**
@@ -25,15 +25,26 @@ export interface Health {
   checks?(): readonly ReadinessCheck[];
 }
 
+/** The answer to a health path (`/healthz`, `/readyz`), or undefined for any other path. */
+export function healthAnswer(
+  path: string,
+  health: Health,
+): { status: number; body: object } | undefined {
+  if (path === '/healthz') return { status: 200, body: { status: 'SERVING' } };
+  if (path !== '/readyz') return undefined;
+  if (!health.ready())
+    return { status: 503, body: { status: 'NOT_SERVING', failing: ['draining'] } };
+  const failing = (health.checks?.() ?? []).filter((c) => !c.ok).map((c) => c.name);
+  return failing.length > 0
+    ? { status: 503, body: { status: 'NOT_SERVING', failing } }
+    : { status: 200, body: { status: 'SERVING' } };
+}
+
 export function healthRoutes(app: express.Express, health: Health): void {
-  app.get('/healthz', (_req, res) => sendJson(res, 200, { status: 'SERVING' }));
-  app.get('/readyz', (_req, res) => {
-    if (!health.ready()) {
-      sendJson(res, 503, { status: 'NOT_SERVING', failing: ['draining'] });
-      return;
-    }
-    const failing = (health.checks?.() ?? []).filter((c) => !c.ok).map((c) => c.name);
-    if (failing.length > 0) sendJson(res, 503, { status: 'NOT_SERVING', failing });
-    else sendJson(res, 200, { status: 'SERVING' });
-  });
+  for (const path of ['/healthz', '/readyz']) {
+    app.get(path, (_req, res) => {
+      const answer = healthAnswer(path, health)!;
+      sendJson(res, answer.status, answer.body);
+    });
+  }
 }

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import bodyParser from 'body-parser';
 import type { Histogram } from 'prom-client';
 import proxyaddr from 'proxy-addr';
 import { CaError, isCaError } from '../common/errors';
 import type { Logger } from '../../common/logger';
 import type { RegistrationAuthority, SigningResult } from '../ra/registration-authority';
+import { readBody } from './body';
 import { parseJsonBody, parseV1Request, parseV2Request } from './dto';
 import { PEM_CHAIN_TYPE, pemChainBody, send, sendError, sendJson, trimmedPem } from './render';
 import { requestIdentity } from './request-context';
@@ -76,7 +76,7 @@ export function allowAnyOrigin(req: IncomingMessage, res: ServerResponse): void 
   if (req.headers.origin) res.setHeader('Access-Control-Allow-Origin', '*');
 }
 
-/** Any failure as the CaError it answers with (body-parser's errors are client errors). */
+/** Any failure as the CaError it answers with (body-parser's errors, on Express's routes, are client errors). */
 export function toCaError(err: unknown): CaError {
   if (isCaError(err)) return err;
   const typed = err as { type?: string; code?: string; status?: number } | undefined;
@@ -113,22 +113,6 @@ export function answerFailure(
     return;
   }
   sendError(res, error);
-}
-
-/**
- * The body, raw: the size cap applies before any parsing (the Content-Length is checked up
- * front and a chunked body stops at the limit); gzip and deflate bodies are inflated, the
- * cap applying to the inflated size. Errors come out as CaErrors.
- */
-function bodyReader(limit: number) {
-  const parse = bodyParser.raw({ type: () => true, limit });
-  return (req: IncomingMessage & { body?: unknown }, res: ServerResponse) =>
-    new Promise<Buffer | undefined>((resolve, reject) => {
-      parse(req, res, (err?: unknown) => {
-        if (err) reject(toCaError(err));
-        else resolve(Buffer.isBuffer(req.body) ? req.body : undefined);
-      });
-    });
 }
 
 /** The client address: the TCP peer, or the right-most X-Forwarded-For hop not trusted. */
@@ -175,7 +159,6 @@ function answerSigned(res: ServerResponse, version: ApiVersion, result: SigningR
 }
 
 export function signingHandler(deps: SigningRouteDeps): SigningHandler {
-  const readBody = bodyReader(deps.maxRequestBytes);
   const clientAddress = clientAddressOf(deps.trustedProxies);
   return async (req, res, version, path) => {
     const { requestId, log } = requestIdentity(deps.logger, header(req, 'x-request-id'), res);
@@ -194,7 +177,10 @@ export function signingHandler(deps: SigningRouteDeps): SigningHandler {
       };
       const parse = version === 'v2' ? parseV2Request : parseV1Request;
       const result = await deps.ra.handle(origin, async () =>
-        parse(parseJsonBody(await readBody(req, res)), header(req, 'authorization')),
+        parse(
+          parseJsonBody(await readBody(req, deps.maxRequestBytes)),
+          header(req, 'authorization'),
+        ),
       );
       answerSigned(res, version, result);
     } catch (err) {

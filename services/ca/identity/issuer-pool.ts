@@ -171,20 +171,16 @@ export class IssuerPool {
         : { discoveryRetryMs: this.options.discoveryRetryMs }),
       clock: this.options.clock,
       logger: this.options.logger,
-      ...(fetch ? { fetch } : {}),
+      fetch,
     });
   }
 
   /**
    * The HTTP client for an issuer: its own when it has a CACert or is the in-cluster
    * Kubernetes issuer (configured statically: a meta issuer never gets the pod's token),
-   * else the shared one.
+   * else the one given in the options, else a plain node:http(s) client.
    */
-  private fetchFor(
-    url: string,
-    issuer: OidcIssuerConfig,
-    isStatic: boolean,
-  ): FetchLike | undefined {
+  private fetchFor(url: string, issuer: OidcIssuerConfig, isStatic: boolean): FetchLike {
     const { kubernetes, lookup, logger } = this.options;
     const onWarning = (message: string) => logger.warn({ issuer: url }, message);
     if (isStatic && kubernetes && issuer.type === 'kubernetes' && isInClusterIssuer(url)) {
@@ -203,7 +199,10 @@ export class IssuerPool {
         onWarning,
       });
     }
-    return this.options.fetch;
+    // Node's global fetch (undici) would do, but its first request compiles undici's WASM
+    // HTTP parser on a V8 worker thread: some 25 MB of resident memory at the process's
+    // peak for two small GETs (bench/results/memory.md). node:http does the same job.
+    return this.options.fetch ?? issuerTransport({ ...(lookup ? { lookup } : {}), onWarning });
   }
 
   /** Discovery for every static issuer; failures are logged and retried on first use. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadServerConfig } from '../../../services/ca/config/loader';
+import { CA_ENV, CA_NODE_ARGS } from '../../../services/common/ca-runtime';
 import { envOf, readDockerfile, type Stage } from '../../helpers/dockerfile';
 
 /**
@@ -96,10 +97,15 @@ describe('Dockerfile', () => {
     expect(runs(build)[runs(build).length - 1]).toMatch(/^npm prune --omit=dev/);
   });
 
-  it('runs the compiled JavaScript directly, as `npm start` does', () => {
+  it('runs the compiled JavaScript directly, as `npm start` does, with the CA runtime settings', () => {
     const entry = one(runtime, 'ENTRYPOINT');
-    expect(entry.exec).toEqual(['node', 'dist/services/ca/main.js']);
-    expect(pkg.scripts.start).toBe(`node ${entry.exec![1]}`);
+    expect(entry.exec).toEqual(['node', ...CA_NODE_ARGS, 'dist/services/ca/main.js']);
+    const env = Object.entries(CA_ENV)
+      .map(([name, value]) => `${name}=\${${name}:-${value}}`)
+      .join(' ');
+    expect(pkg.scripts.start).toBe(`${env} ${entry.exec!.join(' ')}`);
+    // The image sets the same variables (an operator's -e still wins).
+    for (const [name, value] of Object.entries(CA_ENV)) expect(envOf(runtime)[name]).toBe(value);
     expect(runtime.instructions.some((i) => i.keyword === 'CMD')).toBe(false);
   });
 
