@@ -22,7 +22,6 @@ import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { startPostgres, stopAllPostgres, type PostgresProcess } from '../test/helpers/postgres';
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { median, runLoad, type LoadResult, type RequestShape } from './lib/load';
-import { runPaced } from './lib/paced';
 import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
 import { spawnServer, startMayfly, stopper, waitForLine, type RunningServer } from './lib/servers';
 import { makeSoakCa } from './lib/soak/ca';
@@ -141,7 +140,7 @@ async function main(): Promise<void> {
       'ca-ct-on',
       dir,
       { ...baseEnv, MAYFLY_CT_LOG_URL: ctlog.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile },
-      [...profArgs('on'), ...(process.env.BENCH_CT_ON_ARGS?.split(' ').filter(Boolean) ?? [])],
+      profArgs('on'),
     );
     servers.push(on);
 
@@ -191,27 +190,8 @@ async function main(): Promise<void> {
     const peakOff = rate('CT off');
     const pace = Math.max(1, Math.round(peakOn * 0.8));
     log(`ct-service: paced at ${pace}/s (80 % of the CT peak)`);
-    // Open loop (bench/lib/paced.ts, as the versus bench): each request leaves on its
-    // schedule, whatever the others do, and its latency counts from then.
-    const paced = async (server: RunningServer) => {
-      const side = sidePids();
-      const before = treeCpuSeconds(side);
-      const r = await runPaced({
-        url: server.url,
-        requests,
-        rate: pace,
-        seconds: seconds * 2,
-        serverPid: server.pid,
-        okStatus: 200,
-      });
-      const sideCpu = treeCpuSeconds(side) - before;
-      return {
-        ...r,
-        cpuMs: r.cpuSecondsPer1000 + (sideCpu / Math.max(1, r.certificates)) * 1000,
-      };
-    };
-    const pacedOn = await paced(on);
-    const pacedOff = await paced(off);
+    const pacedOn = await measure(on, { duration: seconds * 2, rate: pace });
+    const pacedOff = await measure(off, { duration: seconds * 2, rate: pace });
 
     const facts = machineFacts();
     const command = `npm run bench:ct-service -- --backend ${backend} --seconds ${seconds} --rounds ${rounds} --connections ${connections} --interval ${interval}`;
@@ -251,10 +231,10 @@ async function main(): Promise<void> {
         ] as const
       ).map(
         ([mode, m]) =>
-          `| ${mode} | ${fmt(m.achieved)} | ${fmt(m.p50, 1)} | ${fmt(m.p99, 1)} | ${fmt(m.cpuMs, 3)} | ${m.failures} |`,
+          `| ${mode} | ${fmt(m.result.certificatesPerSecond)} | ${fmt(m.result.p50)} | ${fmt(m.result.p99)} | ${fmt(m.cpuMs, 3)} | ${m.result.failures} |`,
       ),
       '',
-      `Target: p99 with CT ≤ interval + 30 ms = ${interval + 30} ms → ${pacedOn.p99 <= interval + 30 ? 'met' : 'not met'} (${fmt(pacedOn.p99, 1)} ms).`,
+      `Target: p99 with CT ≤ interval + 30 ms = ${interval + 30} ms → ${pacedOn.result.p99 <= interval + 30 ? 'met' : 'not met'} (${fmt(pacedOn.result.p99)} ms).`,
       '',
     ];
     const report = lines.join('\n');
