@@ -140,7 +140,7 @@ async function main(): Promise<void> {
       'ca-ct-on',
       dir,
       { ...baseEnv, MAYFLY_CT_LOG_URL: ctlog.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile },
-      profArgs('on'),
+      [...profArgs('on'), ...(process.env.BENCH_CT_ON_ARGS?.split(' ').filter(Boolean) ?? [])],
     );
     servers.push(on);
 
