@@ -348,11 +348,9 @@ async function main(): Promise<void> {
     `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGb} GB, Node ${facts.node}; load average at start ${load1()}.`,
   );
   out(
-    "The machine was **shared** with other engineers' builds and tests while this ran: absolute figures are",
+    'When the load average is above the 2 cores, other work shared the machine: compare ratios within',
   );
-  out(
-    'pessimistic and noisy; compare ratios within this run. PostgreSQL 15 ran on the same machine.',
-  );
+  out('this run only. PostgreSQL 15 ran on the same machine.');
   out('');
   const server = await startPostgres();
   const work = mkdtempSync(join(tmpdir(), 'mayfly-bench-ctlog-'));
