@@ -72,4 +72,4 @@ USER 65532:65532
 EXPOSE 8080 8081 2112
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.MAYFLY_PORT || 8080}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=30", "dist/services/ca/main.js"]
+ENTRYPOINT ["node", "--heap-growing-percent=30", "dist/services/ca/main.js"]

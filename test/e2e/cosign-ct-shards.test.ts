@@ -13,10 +13,8 @@
  * will be once the clock reaches it.
  */
 import { createHash } from 'node:crypto';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -30,6 +28,7 @@ import { encodePem } from '../../services/common/encoding';
 import { generateEphemeralKey, type CaSigner } from '../../services/common/signer/signer';
 import type { TestCert } from '../helpers/ct-certs';
 import { startTestCtlog, type TestCtlog } from '../helpers/ctlog';
+import { runCosignIn, startTripwire, type CosignRun, type Tripwire } from '../helpers/cosign';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import { startTestTsa, type TestTsa } from '../helpers/mayfly-tsa';
 
@@ -49,42 +48,14 @@ let shardB: TestCtlog;
 let tenMinutes: TestCa;
 let anHour: TestCa;
 let tsa: TestTsa;
-let tripwire: { server: Server; url: string; hits: string[] };
+let tripwire: Tripwire;
 let bothShards: string;
 let onlyA: string;
 let blobPath: string;
 const bundles: { a?: string; b?: string } = {};
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCosign(args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(
-      cosign,
-      args,
-      {
-        cwd: work,
-        timeout: 60_000,
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: join(work, 'home'),
-          TUF_ROOT: join(work, 'tuf'),
-          // Go never proxies loopback: anything else lands on the tripwire and is refused.
-          HTTP_PROXY: tripwire.url,
-          HTTPS_PROXY: tripwire.url,
-          NO_PROXY: '',
-        },
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
+function runCosign(args: string[]): Promise<CosignRun> {
+  return runCosignIn(cosign, work, tripwire, args);
 }
 
 async function signBlob(ca: TestCa, name: string): Promise<string> {
@@ -166,17 +137,7 @@ beforeAll(async () => {
     stdio: ['ignore', 'pipe', 'inherit'],
   }).trim();
   work = await mkdtemp(join(tmpdir(), 'mayfly-cosign-shards-'));
-  const hits: string[] = [];
-  const server = createServer((req, res) => {
-    hits.push(`${req.method} ${req.url}`);
-    res.writeHead(403).end();
-  });
-  server.on('connect', (req: { url?: string }, socket: { destroy(): void }) => {
-    hits.push(`CONNECT ${req.url}`);
-    socket.destroy();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  tripwire = { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits };
+  tripwire = await startTripwire();
 
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
   const root = { der: Buffer.from(signer.chain[signer.chain.length - 1]!) } as TestCert;
@@ -269,7 +230,7 @@ afterAll(async () => {
   await tsa?.close();
   await shardA?.stop();
   await shardB?.stop();
-  if (tripwire) await new Promise((r) => tripwire.server.close(r));
+  if (tripwire) await tripwire.close();
   if (work) await rm(work, { recursive: true, force: true });
 });
 

@@ -8,10 +8,8 @@
  * wrong; the same re-signing without the flip still verifies, so the refusal is the SCT's).
  */
 import { encodePem } from '../../services/common/encoding';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { run as trustedRootCommand } from '../../services/cli/trusted-root';
@@ -21,6 +19,7 @@ import { silentLogger } from '../../services/common/logger';
 import { generateEphemeralKey, type CaSigner } from '../../services/common/signer/signer';
 import { startCtlog, type CtlogApp } from '../../services/ctlog/app';
 import { loadCtlogConfig } from '../../services/ctlog/config';
+import { runCosignIn, startTripwire, type CosignRun, type Tripwire } from '../helpers/cosign';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import { startTestTsa, type TestTsa } from '../helpers/mayfly-tsa';
 import { verifyWithSigstoreJs, type TrustBundleJSON } from '../helpers/sigstore-js';
@@ -38,7 +37,7 @@ let log: CtlogApp;
 let logKeyPem: string;
 let ca: TestCa;
 let tsa: TestTsa;
-let tripwire: { server: Server; url: string; hits: string[] };
+let tripwire: Tripwire;
 let trustedRootPath: string;
 let blobPath: string;
 let bundlePath: string;
@@ -46,36 +45,8 @@ let bundle: {
   verificationMaterial: { certificate: { rawBytes: string } };
 } & Record<string, unknown>;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCosign(args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(
-      cosign,
-      args,
-      {
-        cwd: work,
-        timeout: 60_000,
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: join(work, 'home'),
-          TUF_ROOT: join(work, 'tuf'),
-          // Go never proxies loopback: anything else lands on the tripwire and is refused.
-          HTTP_PROXY: tripwire.url,
-          HTTPS_PROXY: tripwire.url,
-          NO_PROXY: '',
-        },
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
+function runCosign(args: string[]): Promise<CosignRun> {
+  return runCosignIn(cosign, work, tripwire, args);
 }
 
 function verifyArgs(bundleFile: string): string[] {
@@ -164,17 +135,7 @@ beforeAll(async () => {
     stdio: ['ignore', 'pipe', 'inherit'],
   }).trim();
   work = await mkdtemp(join(tmpdir(), 'mayfly-cosign-sct-'));
-  const hits: string[] = [];
-  const server = createServer((req, res) => {
-    hits.push(`${req.method} ${req.url}`);
-    res.writeHead(403).end();
-  });
-  server.on('connect', (req: { url?: string }, socket: { destroy(): void }) => {
-    hits.push(`CONNECT ${req.url}`);
-    socket.destroy();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  tripwire = { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits };
+  tripwire = await startTripwire();
 
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
   const rootsFile = join(work, 'roots.pem');
@@ -244,7 +205,7 @@ afterAll(async () => {
   await ca?.close();
   await tsa?.close();
   await log?.close();
-  if (tripwire) await new Promise((r) => tripwire.server.close(r));
+  if (tripwire) await tripwire.close();
   if (work) await rm(work, { recursive: true, force: true });
 });
 

@@ -13,14 +13,13 @@ import { execFile, execFileSync } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 
 import * as pkijs from 'pkijs';
 
 import { run as trustedRootCommand } from '../../services/cli/trusted-root';
+import { startTripwire, type Tripwire } from '../helpers/cosign';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import {
   buildTrustedRootJSON,
@@ -110,40 +109,6 @@ interface CosignResult {
   signal: string | null;
   stdout: string;
   stderr: string;
-}
-
-/**
- * A tripwire HTTP proxy on 127.0.0.1. cosign's environment names it as HTTP(S)_PROXY: Go never
- * proxies loopback addresses, so mayfly and the TSA are reached directly, while any attempt to
- * reach anything else (TUF, Rekor, the public Fulcio, an OIDC issuer) lands here, is counted and
- * refused, without a DNS lookup or a packet leaving the machine.
- */
-interface Tripwire {
-  url: string;
-  hits: string[];
-  close(): Promise<void>;
-}
-
-async function startTripwire(): Promise<Tripwire> {
-  const hits: string[] = [];
-  const server: Server = createServer((req, res) => {
-    hits.push(`${req.method ?? '?'} ${req.url ?? '?'}`);
-    res.writeHead(403).end('no network in tests');
-  });
-  server.on('connect', (req: { url?: string }, socket: { destroy(): void }) => {
-    hits.push(`CONNECT ${req.url ?? '?'}`);
-    socket.destroy();
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    hits,
-    close: () =>
-      new Promise<void>((ok) => {
-        server.close(() => ok());
-        server.closeAllConnections();
-      }),
-  };
 }
 
 /** The cosign binary, or why there is none (then every test that needs cosign fails with it). */
