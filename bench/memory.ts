@@ -1,5 +1,5 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -8,6 +8,7 @@ import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type RequestShape } from './lib/load';
 import { machineFacts } from './lib/proc';
+import { startMayfly } from './lib/servers';
 import { makeSoakCa } from './lib/soak/ca';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 
@@ -34,7 +35,6 @@ import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
  */
 
 const repoRoot = resolve(__dirname, '../..');
-const mainJs = join(repoRoot, 'dist/services/ca/main.js');
 
 interface Status {
   readonly rss: number;
@@ -166,11 +166,6 @@ function modulesReport(): string {
 
 // ------------------------------------------------------------------ server
 
-const children = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-
 interface Server {
   readonly pid: number;
   readonly url: string;
@@ -178,57 +173,20 @@ interface Server {
   stop(): Promise<void>;
 }
 
+/** The compiled CA as plain node with `nodeArgs` (the caller picks the flags under test). */
 async function startServer(
   dir: string,
   env: Record<string, string>,
   nodeArgs: readonly string[],
 ): Promise<Server> {
-  const out = join(dir, `server-${Date.now()}.log`);
-  const fd = openSync(out, 'w');
-  const child = spawn(process.execPath, [...nodeArgs, mainJs], {
-    cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? '',
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
-      MAYFLY_LOG_LEVEL: 'info',
-      MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
-      MAYFLY_RATELIMITS: 'off',
-      ...env,
-    },
-    stdio: ['ignore', fd, fd],
-  });
-  closeSync(fd);
-  children.add(child);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const match = /listening on http:\/\/127\.0\.0\.1:(\d+) \(metrics on port (\d+)\)/.exec(
-      readFileSync(out, 'utf8'),
-    );
-    if (match) {
-      return {
-        pid: child.pid!,
-        url: `http://127.0.0.1:${match[1]}`,
-        metricsUrl: `http://127.0.0.1:${match[2]}/metrics`,
-        stop: () =>
-          new Promise<void>((done) => {
-            if (child.exitCode !== null) return done();
-            child.once('exit', () => {
-              children.delete(child);
-              done();
-            });
-            child.kill('SIGKILL');
-          }),
-      };
-    }
-    if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`mayfly did not start: ${readFileSync(out, 'utf8')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const server = await startMayfly(
+    `server-${Date.now()}`,
+    dir,
+    { MAYFLY_RATELIMITS: 'off', ...env },
+    nodeArgs,
+    { asShipped: false },
+  );
+  return { ...server, metricsUrl: `http://127.0.0.1:${server.metricsPort}/metrics` };
 }
 
 /** V8 heap figures from the server's own /metrics (prom-client's default collectors). */

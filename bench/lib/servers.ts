@@ -77,16 +77,19 @@ export async function startMayfly(
   name: string,
   dir: string,
   env: Record<string, string>,
-  nodeArgs: string[] = [],
+  nodeArgs: readonly string[] = [],
+  /**
+   * `asShipped` (default): as `npm start` and the image run it, with the CA's node flags and
+   * memory settings (services/common/ca-runtime.ts); false runs plain node with `nodeArgs`.
+   */
+  { asShipped = true }: { readonly asShipped?: boolean } = {},
 ): Promise<RunningServer> {
   const out = join(dir, `${name.replace(/\W+/g, '-')}.log`);
-  // As `npm start` and the image run it: the CA's node flags and memory settings
-  // (services/common/ca-runtime.ts).
   const child = spawnServer(
     mainJs,
-    [...CA_NODE_ARGS, ...nodeArgs],
+    [...(asShipped ? CA_NODE_ARGS : []), ...nodeArgs],
     {
-      ...CA_ENV,
+      ...(asShipped ? CA_ENV : {}),
       MAYFLY_HOST: '127.0.0.1',
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
