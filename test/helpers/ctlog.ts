@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../services/common/clock';
@@ -87,4 +89,41 @@ export async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url);
   if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
+}
+
+/** A CT log that is down (500, which the CA does not retry) until told otherwise. */
+export interface LogFront {
+  readonly server: Server;
+  readonly url: string;
+  /** Requests that reached the front, answered or forwarded. */
+  readonly hits: number;
+  failing: boolean;
+}
+
+/** An HTTP front on a free loopback port: 500 while `failing`, else forwards to `upstream`. */
+export async function startLogFront(upstream: string): Promise<LogFront> {
+  const front = { failing: true, hits: 0 } as { -readonly [K in keyof LogFront]: LogFront[K] };
+  const server = createServer((req, res) => {
+    front.hits++;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (front.failing) {
+        res.writeHead(500).end('down');
+        return;
+      }
+      void fetch(`${upstream}${req.url}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.concat(chunks),
+      }).then(async (answer) => {
+        res.writeHead(answer.status, { 'content-type': 'application/json' });
+        res.end(await answer.text());
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  front.server = server;
+  front.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return front;
 }

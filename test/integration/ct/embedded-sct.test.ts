@@ -27,6 +27,7 @@ import { startCtlog, type CtlogApp } from '../../../services/ctlog/app';
 import { loadCtlogConfig } from '../../../services/ctlog/config';
 import { buildGo } from '../../helpers/go-refs';
 import { makeKey } from '../../helpers/keys';
+import { startLogFront } from '../../helpers/ctlog';
 
 /**
  * The precertificate flow of the CA (issue #17) against mayfly's CT log, a real process
@@ -379,30 +380,9 @@ test('a configuration error is found at start: unreadable key, minimum above the
 });
 
 test('circuit breaker: after failures in a row the log is not asked; after the cool-off it is, and issuance resumes', async () => {
-  let failing = true;
-  let hits = 0;
-  const server = createServer((req, res) => {
-    hits++;
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (failing) {
-        res.writeHead(500).end('down');
-        return;
-      }
-      void fetch(`${log.url}${req.url}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: Buffer.concat(chunks),
-      }).then(async (upstream) => {
-        res.writeHead(upstream.status, { 'content-type': 'application/json' });
-        res.end(await upstream.text());
-      });
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const front = await startLogFront(log.url);
+  servers.push(front.server);
+  const url = front.url;
   const signed: Buffer[] = [];
   const ca = new CertificateAuthority(
     {
@@ -430,17 +410,17 @@ test('circuit breaker: after failures in a row the log is not asked; after the c
   };
   await fails(/answered 500/);
   await fails(/answered 500/);
-  expect(hits).toBe(2);
+  expect(front.hits).toBe(2);
   // Open: refused without asking the log.
   await fails(/circuit open/);
-  expect(hits).toBe(2);
+  expect(front.hits).toBe(2);
   // The log is back; once the cool-off has passed, it is asked again and issuance resumes.
-  failing = false;
+  front.failing = false;
   let issued;
   while (!issued) {
     issued = await ca.issue(request()).catch(() => undefined);
     if (!issued) await new Promise((r) => setTimeout(r, 50));
   }
   expect(issued.embeddedScts).toBe(1);
-  expect(hits).toBe(3);
+  expect(front.hits).toBe(3);
 });

@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,7 @@ import { systemClock } from '../../../services/common/clock';
 import { encodePem } from '../../../services/common/encoding';
 import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
 import type { TestCert } from '../../helpers/ct-certs';
-import { startTestCtlog, type TestCtlog } from '../../helpers/ctlog';
+import { startLogFront, startTestCtlog, type TestCtlog } from '../../helpers/ctlog';
 import { buildGo } from '../../helpers/go-refs';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v2Body } from '../../helpers/mayfly';
@@ -338,28 +338,9 @@ test('MAYFLY_CT_LOG_TEMPORAL_START/_END out of the certificate’s reach: 500 co
 
 test('mayfly_ct_breaker_open on the real /metrics: 1 once the breaker trips, 0 again after the log’s return', async () => {
   // A log that fails (500, not retried) until told otherwise, then forwards to shard A.
-  let failing = true;
-  const front = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (failing) {
-        res.writeHead(500).end('down');
-        return;
-      }
-      void fetch(`${shardA.url}${req.url}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: Buffer.concat(chunks),
-      }).then(async (upstream) => {
-        res.writeHead(upstream.status, { 'content-type': 'application/json' });
-        res.end(await upstream.text());
-      });
-    });
-  });
-  servers.push(front);
-  await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  const front = await startLogFront(shardA.url);
+  servers.push(front.server);
+  const url = front.url;
   const ca = await startTestCa({
     env: { MAYFLY_CT_LOG_URL: url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: keyA },
     overrides: { signer },
@@ -387,7 +368,7 @@ test('mayfly_ct_breaker_open on the real /metrics: 1 once the breaker trips, 0 a
       `mayfly_ct_errors_total{log="${url}",reason="circuit_open"} 1`,
     );
     // The log returns: once the cool-off has passed a request is let through and succeeds.
-    failing = false;
+    front.failing = false;
     let status = 0;
     while (status !== 200) {
       status = (await sign()).status;
