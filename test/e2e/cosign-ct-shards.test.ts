@@ -28,7 +28,13 @@ import { encodePem } from '../../services/common/encoding';
 import { generateEphemeralKey, type CaSigner } from '../../services/common/signer/signer';
 import type { TestCert } from '../helpers/ct-certs';
 import { startTestCtlog, type TestCtlog } from '../helpers/ctlog';
-import { runCosignIn, startTripwire, type CosignRun, type Tripwire } from '../helpers/cosign';
+import {
+  runCosignIn,
+  signBlobArgs,
+  startTripwire,
+  type CosignRun,
+  type Tripwire,
+} from '../helpers/cosign';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import { startTestTsa, type TestTsa } from '../helpers/mayfly-tsa';
 
@@ -60,21 +66,15 @@ function runCosign(args: string[]): Promise<CosignRun> {
 
 async function signBlob(ca: TestCa, name: string): Promise<string> {
   const bundle = join(work, `${name}.sigstore.json`);
-  const run = await runCosign([
-    'sign-blob',
-    blobPath,
-    '--identity-token',
-    await ca.issuer.mintEmail(EMAIL),
-    '--fulcio-url',
-    ca.url,
-    '--insecure-skip-verify=true',
-    '--tlog-upload=false',
-    '--timestamp-server-url',
-    `${tsa.url}/api/v1/timestamp`,
-    '--new-bundle-format',
-    '--bundle',
-    bundle,
-  ]);
+  const run = await runCosign(
+    signBlobArgs({
+      blob: blobPath,
+      token: await ca.issuer.mintEmail(EMAIL),
+      fulcioUrl: ca.url,
+      tsaUrl: tsa.url,
+      bundle,
+    }),
+  );
   if (run.code !== 0) throw new Error(`cosign sign-blob failed:\n${run.stderr}`);
   return bundle;
 }

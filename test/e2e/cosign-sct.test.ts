@@ -19,7 +19,13 @@ import { silentLogger } from '../../services/common/logger';
 import { generateEphemeralKey, type CaSigner } from '../../services/common/signer/signer';
 import { startCtlog, type CtlogApp } from '../../services/ctlog/app';
 import { loadCtlogConfig } from '../../services/ctlog/config';
-import { runCosignIn, startTripwire, type CosignRun, type Tripwire } from '../helpers/cosign';
+import {
+  runCosignIn,
+  signBlobArgs,
+  startTripwire,
+  type CosignRun,
+  type Tripwire,
+} from '../helpers/cosign';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import { startTestTsa, type TestTsa } from '../helpers/mayfly-tsa';
 import { verifyWithSigstoreJs, type TrustBundleJSON } from '../helpers/sigstore-js';
@@ -182,21 +188,15 @@ beforeAll(async () => {
   blobPath = join(work, 'blob.txt');
   bundlePath = join(work, 'blob.sigstore.json');
   await writeFile(blobPath, BLOB);
-  const sign = await runCosign([
-    'sign-blob',
-    blobPath,
-    '--identity-token',
-    await ca.issuer.mintEmail(EMAIL),
-    '--fulcio-url',
-    ca.url,
-    '--insecure-skip-verify=true',
-    '--tlog-upload=false',
-    '--timestamp-server-url',
-    `${tsa.url}/api/v1/timestamp`,
-    '--new-bundle-format',
-    '--bundle',
-    bundlePath,
-  ]);
+  const sign = await runCosign(
+    signBlobArgs({
+      blob: blobPath,
+      token: await ca.issuer.mintEmail(EMAIL),
+      fulcioUrl: ca.url,
+      tsaUrl: tsa.url,
+      bundle: bundlePath,
+    }),
+  );
   if (sign.code !== 0) throw new Error(`cosign sign-blob failed:\n${sign.stderr}`);
   bundle = JSON.parse(await readFile(bundlePath, 'utf8')) as typeof bundle;
 });

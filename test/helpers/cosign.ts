@@ -73,3 +73,28 @@ export function runCosignIn(
     );
   });
 }
+
+/** `cosign sign-blob` against mayfly and its TSA, no Rekor, into a new-format bundle. */
+export function signBlobArgs(o: {
+  blob: string;
+  token: string;
+  fulcioUrl: string;
+  tsaUrl: string;
+  bundle: string;
+}): string[] {
+  return [
+    'sign-blob',
+    o.blob,
+    '--identity-token',
+    o.token,
+    '--fulcio-url',
+    o.fulcioUrl,
+    '--insecure-skip-verify=true',
+    '--tlog-upload=false',
+    '--timestamp-server-url',
+    `${o.tsaUrl}/api/v1/timestamp`,
+    '--new-bundle-format',
+    '--bundle',
+    o.bundle,
+  ];
+}
