@@ -15,10 +15,8 @@ import { join, resolve } from 'node:path';
 import { run as trustedRootCommand } from '../../services/cli/trusted-root';
 import { createEphemeralChain } from '../../services/ca/issuance/ephemeral-chain';
 import { systemClock } from '../../services/common/clock';
-import { silentLogger } from '../../services/common/logger';
 import { generateEphemeralKey, type CaSigner } from '../../services/common/signer/signer';
-import { startCtlog, type CtlogApp } from '../../services/ctlog/app';
-import { loadCtlogConfig } from '../../services/ctlog/config';
+import type { CtlogApp } from '../../services/ctlog/app';
 import {
   runCosignIn,
   signBlobArgs,
@@ -29,6 +27,7 @@ import {
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import { startTestTsa, type TestTsa } from '../helpers/mayfly-tsa';
 import { verifyWithSigstoreJs, type TrustBundleJSON } from '../helpers/sigstore-js';
+import { startTestCtlog } from '../helpers/ctlog';
 
 jest.setTimeout(120_000);
 
@@ -144,23 +143,13 @@ beforeAll(async () => {
   tripwire = await startTripwire();
 
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
-  const rootsFile = join(work, 'roots.pem');
-  await writeFile(rootsFile, encodePem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
-  log = await startCtlog(
-    loadCtlogConfig({
-      MAYFLY_CTLOG_HOST: '127.0.0.1',
-      MAYFLY_CTLOG_PORT: '0',
-      MAYFLY_CTLOG_ROOTS: rootsFile,
-      MAYFLY_CTLOG_DIR: join(work, 'log'),
-      MAYFLY_CTLOG_SEQUENCE_INTERVAL_MS: '20',
-      MAYFLY_CTLOG_SHUTDOWN_GRACE_MS: '500',
-    }),
-    silentLogger,
-    systemClock,
-  );
+  const started = await startTestCtlog({
+    roots: [{ der: Buffer.from(signer.chain[signer.chain.length - 1]!) }],
+    work,
+  });
+  log = started.app;
+  const logKeyFile = started.keyFile;
   logKeyPem = encodePem('PUBLIC KEY', log.key.spki);
-  const logKeyFile = join(work, 'log.pub');
-  await writeFile(logKeyFile, logKeyPem);
   tsa = await startTestTsa();
   ca = await startTestCa({
     env: {

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../services/common/clock';
+import { encodePem } from '../../services/common/encoding';
 import { silentLogger } from '../../services/common/logger';
 import { startCtlog, type CtlogApp } from '../../services/ctlog/app';
 import { loadCtlogConfig } from '../../services/ctlog/config';
@@ -17,6 +18,8 @@ export interface TestCtlog {
   readonly app: CtlogApp;
   readonly url: string;
   readonly dir: string;
+  /** The log's public key, PEM SPKI (what MAYFLY_CT_LOG_PUBLIC_KEY_FILE names). */
+  readonly keyFile: string;
   stop(): Promise<void>;
 }
 
@@ -30,7 +33,12 @@ export async function freshDatabase(pg: PostgresProcess): Promise<string> {
 }
 
 export interface TestCtlogOptions {
-  readonly roots: readonly TestCert[];
+  readonly roots: readonly Pick<TestCert, 'der'>[];
+  /**
+   * The caller's folder for roots.pem, log.pub and (unless `dir`) the log, left in place;
+   * default a fresh one, removed by stop().
+   */
+  readonly work?: string;
   readonly databaseUrl?: string;
   /** Reuse a directory (restart); default a fresh one. */
   readonly dir?: string;
@@ -38,7 +46,7 @@ export interface TestCtlogOptions {
 }
 
 export async function startTestCtlog(options: TestCtlogOptions): Promise<TestCtlog> {
-  const work = mkdtempSync(join(tmpdir(), 'mayfly-ctlog-test-'));
+  const work = options.work ?? mkdtempSync(join(tmpdir(), 'mayfly-ctlog-test-'));
   const rootsFile = join(work, 'roots.pem');
   writeFileSync(rootsFile, options.roots.map((r) => pem(r.der)).join(''));
   const dir = options.dir ?? join(work, 'log');
@@ -55,13 +63,16 @@ export async function startTestCtlog(options: TestCtlogOptions): Promise<TestCtl
     ...options.env,
   });
   const app = await startCtlog(config, silentLogger, systemClock);
+  const keyFile = join(work, 'log.pub');
+  writeFileSync(keyFile, encodePem('PUBLIC KEY', app.key.spki));
   return {
     app,
     url: app.url,
     dir,
+    keyFile,
     stop: async () => {
       await app.close();
-      if (!options.dir) rmSync(work, { recursive: true, force: true });
+      if (!options.dir && !options.work) rmSync(work, { recursive: true, force: true });
     },
   };
 }

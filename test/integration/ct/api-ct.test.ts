@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { encodePem } from '../../../services/common/encoding';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
@@ -9,14 +8,13 @@ import request from 'supertest';
 import { createEphemeralChain } from '../../../services/ca/issuance/ephemeral-chain';
 import { ConfigError, loadServerConfig } from '../../../services/ca/config/loader';
 import { systemClock } from '../../../services/common/clock';
-import { silentLogger } from '../../../services/common/logger';
 import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
-import { startCtlog, type CtlogApp } from '../../../services/ctlog/app';
-import { loadCtlogConfig } from '../../../services/ctlog/config';
+import type { CtlogApp } from '../../../services/ctlog/app';
 import { buildGo } from '../../helpers/go-refs';
 import { startTestGrpc, v2Message } from '../../helpers/grpc';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v1Body, v2Body, type TestCa } from '../../helpers/mayfly';
+import { startTestCtlog } from '../../helpers/ctlog';
 
 /**
  * The API with a CT log configured (MAYFLY_CT_LOG_URL, MAYFLY_CT_LOG_PUBLIC_KEY_FILE): v2
@@ -36,22 +34,10 @@ const sockets: Socket[] = [];
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'mayfly-api-ct-'));
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
-  const rootsFile = join(work, 'roots.pem');
-  writeFileSync(rootsFile, encodePem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
-  log = await startCtlog(
-    loadCtlogConfig({
-      MAYFLY_CTLOG_HOST: '127.0.0.1',
-      MAYFLY_CTLOG_PORT: '0',
-      MAYFLY_CTLOG_ROOTS: rootsFile,
-      MAYFLY_CTLOG_DIR: join(work, 'log'),
-      MAYFLY_CTLOG_SEQUENCE_INTERVAL_MS: '20',
-      MAYFLY_CTLOG_SHUTDOWN_GRACE_MS: '500',
-    }),
-    silentLogger,
-    systemClock,
-  );
-  logKeyFile = join(work, 'log.pub');
-  writeFileSync(logKeyFile, encodePem('PUBLIC KEY', log.key.spki));
+  ({ app: log, keyFile: logKeyFile } = await startTestCtlog({
+    roots: [{ der: Buffer.from(signer.chain[signer.chain.length - 1]!) }],
+    work,
+  }));
   ca = await startTestCa({
     env: { MAYFLY_CT_LOG_URL: `${log.url}/`, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile },
     overrides: { signer },

@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { encodePem } from '../../../services/common/encoding';
 import { X509Certificate, verify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -21,13 +20,11 @@ import { CtLogs, type CtSettings } from '../../../services/ca/issuance/ct-logs';
 import { randomSerial } from '../../../services/ca/issuance/serial';
 import { systemClock } from '../../../services/common/clock';
 import { parseSctList } from '../../../services/common/ct/sct';
-import { silentLogger } from '../../../services/common/logger';
 import { generateEphemeralKey, type CaSigner } from '../../../services/common/signer/signer';
-import { startCtlog, type CtlogApp } from '../../../services/ctlog/app';
-import { loadCtlogConfig } from '../../../services/ctlog/config';
+import type { CtlogApp } from '../../../services/ctlog/app';
 import { buildGo } from '../../helpers/go-refs';
 import { makeKey } from '../../helpers/keys';
-import { startLogFront } from '../../helpers/ctlog';
+import { startLogFront, startTestCtlog } from '../../helpers/ctlog';
 
 /**
  * The precertificate flow of the CA (issue #17) against mayfly's CT log, a real process
@@ -50,22 +47,10 @@ const sockets: Socket[] = [];
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'mayfly-embedded-sct-'));
   signer = await createEphemeralChain(generateEphemeralKey(), generateEphemeralKey(), systemClock);
-  const rootsFile = join(work, 'roots.pem');
-  writeFileSync(rootsFile, encodePem('CERTIFICATE', signer.chain[signer.chain.length - 1]!));
-  log = await startCtlog(
-    loadCtlogConfig({
-      MAYFLY_CTLOG_HOST: '127.0.0.1',
-      MAYFLY_CTLOG_PORT: '0',
-      MAYFLY_CTLOG_ROOTS: rootsFile,
-      MAYFLY_CTLOG_DIR: join(work, 'log'),
-      MAYFLY_CTLOG_SEQUENCE_INTERVAL_MS: '20',
-      MAYFLY_CTLOG_SHUTDOWN_GRACE_MS: '500',
-    }),
-    silentLogger,
-    systemClock,
-  );
-  logKeyFile = join(work, 'log.pub');
-  writeFileSync(logKeyFile, encodePem('PUBLIC KEY', log.key.spki));
+  ({ app: log, keyFile: logKeyFile } = await startTestCtlog({
+    roots: [{ der: Buffer.from(signer.chain[signer.chain.length - 1]!) }],
+    work,
+  }));
 });
 
 afterAll(async () => {

@@ -6,23 +6,20 @@
  * files and the same log, produces a certificate of the same shape: the same extensions in
  * the same order, the SCT list last and non-critical.
  */
-import { encodePem } from '../../../services/common/encoding';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
-import { systemClock } from '../../../services/common/clock';
-import { silentLogger } from '../../../services/common/logger';
-import { startCtlog, type CtlogApp } from '../../../services/ctlog/app';
-import { loadCtlogConfig } from '../../../services/ctlog/config';
+import type { CtlogApp } from '../../../services/ctlog/app';
 import { makeTestCa } from '../../helpers/ca-files';
 import { buildGo, goTool } from '../../helpers/go-refs';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v2Body, type TestCa } from '../../helpers/mayfly';
 import { freePort } from '../../helpers/redis';
 import { until } from '../../helpers/wait';
+import { startTestCtlog } from '../../helpers/ctlog';
 
 jest.setTimeout(120_000);
 
@@ -42,21 +39,9 @@ beforeAll(async () => {
   writeFileSync(join(work, 'chain.pem'), caFiles.chainPem);
   writeFileSync(join(work, 'key.pem'), caFiles.keyPem);
   writeFileSync(join(work, 'key-password'), caFiles.password!);
-  writeFileSync(join(work, 'roots.pem'), encodePem('CERTIFICATE', caFiles.root.raw));
-  log = await startCtlog(
-    loadCtlogConfig({
-      MAYFLY_CTLOG_HOST: '127.0.0.1',
-      MAYFLY_CTLOG_PORT: '0',
-      MAYFLY_CTLOG_ROOTS: join(work, 'roots.pem'),
-      MAYFLY_CTLOG_DIR: join(work, 'log'),
-      MAYFLY_CTLOG_SEQUENCE_INTERVAL_MS: '20',
-      MAYFLY_CTLOG_SHUTDOWN_GRACE_MS: '500',
-    }),
-    silentLogger,
-    systemClock,
-  );
-  const logKeyFile = join(work, 'log.pub');
-  writeFileSync(logKeyFile, encodePem('PUBLIC KEY', log.key.spki));
+  const started = await startTestCtlog({ roots: [{ der: Buffer.from(caFiles.root.raw) }], work });
+  log = started.app;
+  const logKeyFile = started.keyFile;
   mayfly = await startTestCa({
     env: {
       MAYFLY_CA: 'file',
