@@ -97,9 +97,7 @@ export async function startMayfly(
       MAYFLY_GRPC_HOST: '127.0.0.1',
       MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
-      MAYFLY_AUDIT_LOG_FILE: process.env.BENCH_AUDIT_DIR
-        ? join(process.env.BENCH_AUDIT_DIR, `${name}-audit.log`)
-        : join(dir, 'audit.log'),
+      MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
       MAYFLY_SHUTDOWN_GRACE_MS: '2000',
       ...env,
     },

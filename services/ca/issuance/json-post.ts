@@ -32,14 +32,16 @@ export class Cancellation {
     this.live.clear();
   }
 
-  /** Follows `req` until `done` is called; destroys it at once if already aborted. */
+  /** Follows `req` until the returned function is called; destroys it at once if already aborted. */
   track(req: ClientRequest): () => void {
     if (this.aborted) {
       req.destroy(new Error('aborted'));
       return () => undefined;
     }
     this.live.add(req);
-    return () => this.live.delete(req);
+    return () => {
+      this.live.delete(req);
+    };
   }
 }
 
@@ -54,7 +56,7 @@ export class JsonPoster {
     const tls = url.protocol === 'https:';
     const send = tls ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      let done = () => undefined as unknown;
+      let untrack: () => void = () => undefined;
       const req = send(
         url,
         {
@@ -73,20 +75,20 @@ export class JsonPoster {
             if (size <= MAX_RESPONSE_BYTES) chunks.push(chunk);
           });
           res.on('end', () => {
-            done();
+            untrack();
             resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
           });
           res.on('error', (err) => {
-            done();
+            untrack();
             reject(err);
           });
         },
       );
       req.on('error', (err) => {
-        done();
+        untrack();
         reject(err);
       });
-      done = cancellation.track(req);
+      untrack = cancellation.track(req);
       req.end(body);
     });
   }
