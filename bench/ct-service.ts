@@ -78,6 +78,7 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '256' },
       interval: { type: 'string', default: '100' },
       fixtures: { type: 'string', default: '2000' },
+      pace: { type: 'string' },
       out: { type: 'string' },
     },
   });
@@ -174,7 +175,9 @@ async function main(): Promise<void> {
     await measure(off, { duration: 2 });
     await measure(on, { duration: 2 });
     const rows: Row[] = [];
-    for (let round = 1; round <= rounds; round++) {
+    // --pace N: no closed-loop rounds, both CAs paced at N/s (profiles at equal rates).
+    const fixedPace = values.pace === undefined ? undefined : Number(values.pace);
+    for (let round = 1; fixedPace === undefined && round <= rounds; round++) {
       const order = round % 2 === 1 ? ([off, on] as const) : ([on, off] as const);
       for (const server of order) {
         const mode = server === on ? 'CT on' : 'CT off';
@@ -189,8 +192,8 @@ async function main(): Promise<void> {
     const cpu = (mode: Row['mode'], f: (r: Row) => number) => median(modeRows(mode).map(f));
     const peakOn = rate('CT on');
     const peakOff = rate('CT off');
-    const pace = Math.max(1, Math.round(peakOn * 0.8));
-    log(`ct-service: paced at ${pace}/s (80 % of the CT peak)`);
+    const pace = fixedPace ?? Math.max(1, Math.round(peakOn * 0.8));
+    log(`ct-service: paced at ${pace}/s${fixedPace === undefined ? ' (80 % of the CT peak)' : ''}`);
     // Open loop (bench/lib/paced.ts, as the versus bench): each request leaves on its
     // schedule, whatever the others do, and its latency counts from then.
     const paced = async (server: RunningServer) => {

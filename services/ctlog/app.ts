@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -12,6 +12,7 @@ import { CtLog } from './log';
 import { generateDevKeyDer, loadLogKey, logKeyFromDer, type LogKey } from './log-key';
 import { createCtlogMetrics } from './metrics';
 import { ReadPath } from './read-path';
+import { WritePath } from './write-path';
 import { Sequencer } from './sequencer';
 import { DirectoryStorage } from './storage/directory';
 import { PostgresStorage } from './storage/postgres';
@@ -29,6 +30,8 @@ export interface CtlogApp {
   readonly storage: LogStorage;
   readonly sequencer: Sequencer;
   readonly temporal: TemporalInterval;
+  /** Express alone, without the node:http fronts (tests compare the fronts with it). */
+  readonly express: (req: IncomingMessage, res: ServerResponse) => void;
   /** Not ready, stop sequencing, finish requests within the grace, close storage. */
   close(): Promise<void>;
 }
@@ -138,6 +141,7 @@ export async function startCtlog(
       immutableBytes: 64 * 1024 * 1024,
       partialBytes: 8 * 1024 * 1024,
     });
+    const writePath = new WritePath({ log, roots, temporal, logger, metrics }, config.maxBodyBytes);
     const app = createHttpApp({
       readPath,
       log,
@@ -161,9 +165,10 @@ export async function startCtlog(
     });
     sequencer.start();
     const server = await new Promise<Server>((resolve, reject) => {
-      // The static-ct-api reads go straight to the read path; everything else to Express.
+      // The static-ct-api reads go straight to the read path, the plain submissions to the
+      // write path; everything else to Express.
       const s = createServer((req, res) => {
-        if (!readPath.handle(req, res)) app(req, res);
+        if (!readPath.handle(req, res) && !writePath.handle(req, res)) app(req, res);
       });
       s.listen(config.port, config.host, () => resolve(s));
       s.once('error', reject);
@@ -188,6 +193,7 @@ export async function startCtlog(
       storage,
       sequencer,
       temporal,
+      express: app,
       close: () =>
         (closing ??= (async () => {
           draining = true;

@@ -40,7 +40,30 @@ export interface TemporalInterval {
   readonly end: Date;
 }
 
-const STD_B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const B64_CHAR = /^[A-Za-z0-9+/]$/;
+
+/**
+ * Standard base64 with its padding, decoded; undefined for anything else: the strings
+ * `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$` matches (unused bits
+ * of the last character may be set, as Go's StdEncoding allows). Buffer.from skips what is
+ * not base64, so the decoding is encoded again and must give the same text, but for those
+ * unused bits: cheaper than the regular expression, and the decoding was needed anyway.
+ */
+export function decodeStdBase64(text: string): Buffer | undefined {
+  const der = Buffer.from(text, 'base64');
+  const again = der.toString('base64');
+  const n = text.length;
+  if (again.length !== n) return undefined;
+  let end = n;
+  while (end > 0 && text.charCodeAt(end - 1) === 61) end--;
+  let endAgain = n;
+  while (endAgain > 0 && again.charCodeAt(endAgain - 1) === 61) endAgain--;
+  if (end !== endAgain || end === 0) return undefined;
+  // The last character before the padding may differ in its unused bits only: Buffer.from
+  // decoded it, so it is a base64 character and `again` has it with those bits cleared.
+  if (!B64_CHAR.test(text[end - 1]!)) return undefined;
+  return text.slice(0, end - 1) === again.slice(0, end - 1) ? der : undefined;
+}
 
 /** The JSON body `{"chain":[base64 DER, ...]}` → DER certificates. */
 export function parseChainBody(body: unknown): Buffer[] {
@@ -51,9 +74,10 @@ export function parseChainBody(body: unknown): Buffer[] {
   if (chain.length === 0) throw new SubmissionError('empty chain');
   if (chain.length > MAX_CHAIN) throw new SubmissionError('chain too long');
   return chain.map((c, i) => {
-    if (typeof c !== 'string' || c.length === 0 || !STD_B64.test(c))
+    const der = typeof c === 'string' ? decodeStdBase64(c) : undefined;
+    if (der === undefined)
       throw new SubmissionError('chain entries must be base64 DER certificates', `entry ${i}`);
-    return Buffer.from(c, 'base64');
+    return der;
   });
 }
 
