@@ -372,7 +372,7 @@ async function main(): Promise<void> {
     const dir = join(work, 'dir');
     mkdirSync(dir);
     const dirStore = await DirectoryStorage.open(dir);
-    for (let i = 0; i < N; i++) await dirStore.enqueue(synthetic());
+    for (let i = 0; i < N; i++) await dirStore.enqueue([synthetic()]);
     const dirRun = await integrate(dirStore, N);
     out(
       `| directory | ${N} | ${dirRun.seconds.toFixed(2)} | ${Math.round(dirRun.perSecond)} | ${dirRun.cpuPer1000.toFixed(3)} | ${Math.round(1000 / dirRun.cpuPer1000)} |`,

@@ -176,9 +176,11 @@ export class DirectoryStorage implements LogStorage {
     return Promise.resolve(out);
   }
 
-  enqueue(entry: PendingEntry): Promise<void> {
-    const hex = entry.key.toString('hex');
-    if (!this.queue.has(hex)) this.queue.set(hex, entry);
+  enqueue(entries: readonly PendingEntry[]): Promise<void> {
+    for (const entry of entries) {
+      const hex = entry.key.toString('hex');
+      if (!this.queue.has(hex)) this.queue.set(hex, entry);
+    }
     return Promise.resolve();
   }
 

@@ -166,10 +166,14 @@ export class PostgresStorage implements LogStorage {
     return out;
   }
 
-  async enqueue(entry: PendingEntry): Promise<void> {
+  async enqueue(entries: readonly PendingEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    // One statement (one round trip, one commit) for every submission of the group.
     await this.q(
-      'INSERT INTO ctlog_pending (key, body) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING',
-      [entry.key, encodePending(entry)],
+      `INSERT INTO ctlog_pending (key, body)
+       SELECT k, b FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS t(k, b, n) ORDER BY n
+       ON CONFLICT (key) DO NOTHING`,
+      [entries.map((e) => e.key), entries.map((e) => encodePending(e))],
     );
   }
 

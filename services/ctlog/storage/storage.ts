@@ -81,8 +81,11 @@ export interface LogStorage {
   // Front ends.
   /** Records of the keys already sequenced, by hex key. */
   sequenced(keys: readonly Buffer[]): Promise<Map<string, SequencedRecord>>;
-  /** Durably queues a submission; a key already queued is left as it is. */
-  enqueue(entry: PendingEntry): Promise<void>;
+  /**
+   * Durably queues submissions, in one write; a key already queued (or twice in `entries`)
+   * is left as it is.
+   */
+  enqueue(entries: readonly PendingEntry[]): Promise<void>;
   /** The index of the entry with this Merkle leaf hash. */
   indexOfLeafHash(hash: Buffer): Promise<number | undefined>;
 

@@ -135,14 +135,27 @@ describe.each(backends)('log storage contract: $name', (backend) => {
   it('queues a submission once, oldest first', async () => {
     const a = pending();
     const b = pending();
-    await store.enqueue(a);
-    await store.enqueue(b);
-    await store.enqueue(a);
+    await store.enqueue([a]);
+    await store.enqueue([b]);
+    await store.enqueue([a]);
     expect(await store.lead()).toBe(true);
     const got = await store.pending(10);
     expect(got.map((p) => p.key.toString('hex'))).toEqual([a, b].map((p) => p.key.toString('hex')));
     expect(got[0]).toEqual(a);
     expect((await store.pending(1)).length).toBe(1);
+  });
+
+  it('queues a group in one call: in its order, each key once, what was queued left as it was', async () => {
+    const [a, b, c] = [pending(), pending(), pending()];
+    await store.enqueue([a]);
+    await store.enqueue([b, c, b, a]);
+    await store.enqueue([]);
+    expect(await store.lead()).toBe(true);
+    const got = await store.pending(10);
+    expect(got.map((p) => p.key.toString('hex'))).toEqual(
+      [a, b, c].map((p) => p.key.toString('hex')),
+    );
+    expect(got).toEqual([a, b, c]);
   });
 
   it('a data tile grows by appends, batch by batch, and is whole once complete', async () => {
@@ -179,8 +192,8 @@ describe.each(backends)('log storage contract: $name', (backend) => {
   it('a commit publishes everything at once and is still there after a reopen', async () => {
     const a = pending();
     const b = pending();
-    await store.enqueue(a);
-    await store.enqueue(b);
+    await store.enqueue([a]);
+    await store.enqueue([b]);
     expect(await store.lead()).toBe(true);
     const c = commitOf(undefined, 2, [a, b]);
     await store.commit(c);
@@ -209,9 +222,9 @@ describe.each(backends)('log storage contract: $name', (backend) => {
     const a = pending();
     await store.commit(commitOf(undefined, 1, [a]));
     // The same submission queued again (a front end raced the commit).
-    await store.enqueue(a);
+    await store.enqueue([a]);
     const b = pending();
-    await store.enqueue(b);
+    await store.enqueue([b]);
     expect((await store.pending(10)).map((p) => p.key.toString('hex'))).toEqual([
       b.key.toString('hex'),
     ]);
