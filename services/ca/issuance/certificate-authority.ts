@@ -283,7 +283,8 @@ export class CertificateAuthority {
     let obtained;
     try {
       obtained = await this.ct.obtain({
-        chain: [precert, ...signer.chain],
+        precert,
+        issuers: signer.chain,
         issuerKeyHash: ca.issuerKeyHash,
         // What the log signs: the precertificate's TBS without the poison, which is the
         // template without a last extension.

@@ -112,8 +112,13 @@ const RETRYABLE = new Set([408, 429, 502, 503, 504]);
 const RETRY_PAUSE_MS = 100;
 
 export interface PrecertSubmission {
-  /** [precert, issuing CA, …, root] as DER. */
-  readonly chain: readonly Uint8Array[];
+  /** The precertificate, DER. */
+  readonly precert: Uint8Array;
+  /**
+   * [issuing CA, …, root] as DER: one array per CA snapshot (its base64 is encoded once per
+   * array, not per request).
+   */
+  readonly issuers: readonly Uint8Array[];
   /** SHA-256 of the issuing certificate's SPKI. */
   readonly issuerKeyHash: Uint8Array;
   /** The precertificate's TBS without the poison: what the SCT signs. */
@@ -134,6 +139,7 @@ export class CtLogs {
   private readonly breakers: Breaker[];
   private readonly breaker: { readonly failures: number; readonly coolOffMs: number };
   private readonly poster = new JsonPoster();
+  private readonly issuerText = new WeakMap<readonly Uint8Array[], string>();
 
   constructor(
     private readonly settings: CtSettings,
@@ -177,9 +183,8 @@ export class CtLogs {
     const deadline = Date.now() + this.settings.timeoutMs;
     const cancellation = new Cancellation();
     const timer = setTimeout(() => cancellation.abort(), this.settings.timeoutMs);
-    const body = JSON.stringify({
-      chain: submission.chain.map((c) => Buffer.from(c).toString('base64')),
-    });
+    // {"chain":[precert, issuing CA, …, root]}: base64 needs no JSON escaping.
+    const body = `{"chain":["${Buffer.from(submission.precert).toString('base64')}"${this.encodedIssuers(submission.issuers)}]}`;
     try {
       const results = await Promise.allSettled(
         this.logs.map((log, i) =>
@@ -203,6 +208,16 @@ export class CtLogs {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** `,"<issuing CA>",…,"<root>"` in base64, per issuer array (one per CA snapshot). */
+  private encodedIssuers(issuers: readonly Uint8Array[]): string {
+    let text = this.issuerText.get(issuers);
+    if (text === undefined) {
+      text = issuers.map((c) => `,"${Buffer.from(c).toString('base64')}"`).join('');
+      this.issuerText.set(issuers, text);
+    }
+    return text;
   }
 
   /**
