@@ -203,6 +203,7 @@ async function main(): Promise<void> {
       const side = sidePids();
       const before = treeCpuSeconds(side);
       const threadsBefore = threadCpuSeconds(server.pid);
+      const logBefore = treeCpuSeconds([ctlog.pid]);
       const r = await runPaced({
         url: server.url,
         requests,
@@ -217,6 +218,11 @@ async function main(): Promise<void> {
         .filter(([, sec]) => sec > 0)
         .map(([name, sec]) => `${name} ${((sec / Math.max(1, r.certificates)) * 1000).toFixed(3)}`);
       log(`ct-service: ${server.name} CPU ms per certificate by thread: ${threads.join(', ')}`);
+      const logMs =
+        ((treeCpuSeconds([ctlog.pid]) - logBefore) / Math.max(1, r.certificates)) * 1000;
+      log(
+        `ct-service: while ${server.name} was paced, CPU ms per certificate: the log ${logMs.toFixed(3)}, PostgreSQL ${((sideCpu / Math.max(1, r.certificates)) * 1000 - logMs).toFixed(3)}`,
+      );
       return {
         ...r,
         cpuMs: r.cpuSecondsPer1000 + (sideCpu / Math.max(1, r.certificates)) * 1000,
