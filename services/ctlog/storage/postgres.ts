@@ -73,6 +73,9 @@ export class PostgresStorage implements LogStorage {
   private leading = false;
   private closed = false;
   private pendingCalls = 0;
+  /** This instance's submissions while it leads, by hex key, oldest first (see enqueue). */
+  private readonly local = new Map<string, PendingEntry>();
+  private releasing = false;
   private checkedAt = 0;
 
   private constructor(
@@ -166,15 +169,53 @@ export class PostgresStorage implements LogStorage {
     return out;
   }
 
+  /**
+   * While this instance leads the sequencing, its own submissions stay in memory (`local`)
+   * until the commit that sequences them: an SCT leaves only after that commit, so a crash
+   * before it loses nothing that was promised, and each entry is written once (in the
+   * commit) instead of also into and out of ctlog_pending. Other replicas' submissions, and
+   * this one's while it does not lead, go to ctlog_pending; when this instance stops leading,
+   * what it kept is written there for the next leader.
+   */
   async enqueue(entries: readonly PendingEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    // One statement (one round trip, one commit) for every submission of the group.
+    if (this.leader && this.leading) {
+      for (const e of entries) {
+        const hex = e.key.toString('hex');
+        if (!this.local.has(hex)) this.local.set(hex, e);
+      }
+      return;
+    }
+    await this.insertPending(entries);
+  }
+
+  /** One statement (one round trip, one commit) for a group of submissions. */
+  private async insertPending(entries: readonly PendingEntry[]): Promise<void> {
     await this.q(
       `INSERT INTO ctlog_pending (key, body)
        SELECT k, b FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS t(k, b, n) ORDER BY n
        ON CONFLICT (key) DO NOTHING`,
       [entries.map((e) => e.key), entries.map((e) => encodePending(e))],
     );
+  }
+
+  /** Hands what this instance kept while it led to ctlog_pending (retried at every lead()). */
+  private async releaseLocal(): Promise<void> {
+    if (this.local.size === 0 || this.releasing || this.closed) return;
+    this.releasing = true;
+    const entries = [...this.local.values()];
+    try {
+      await this.insertPending(entries);
+      // Entries kept again meanwhile (leading once more) stay; the rest is in the table.
+      if (!this.leading) for (const e of entries) this.local.delete(e.key.toString('hex'));
+    } catch (err) {
+      this.logger.warn(
+        { err: (err as Error).message, entries: entries.length },
+        'could not hand queued submissions to the table; trying again',
+      );
+    } finally {
+      this.releasing = false;
+    }
   }
 
   async indexOfLeafHash(hash: Buffer): Promise<number | undefined> {
@@ -228,6 +269,7 @@ export class PostgresStorage implements LogStorage {
     this.leader = undefined;
     this.leading = false;
     if (c) void c.end().catch(() => undefined);
+    void this.releaseLocal();
   }
 
   async lead(): Promise<boolean> {
@@ -260,6 +302,7 @@ export class PostgresStorage implements LogStorage {
         [LOCK_ID],
       );
       this.leading = res.rows[0]?.ok === true;
+      if (!this.leading) await this.releaseLocal();
       return this.leading;
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'sequencer leadership check failed');
@@ -272,6 +315,21 @@ export class PostgresStorage implements LogStorage {
     const c = this.leader;
     if (!c || !this.leading) return [];
     try {
+      // What this instance kept, but what is sequenced already (a twin of a submission
+      // sequenced meanwhile): the commit would refuse a key twice.
+      let mine = [...this.local.values()].slice(0, limit);
+      if (mine.length > 0) {
+        const done = await c.query<{ key: Buffer }>(
+          'SELECT key FROM ctlog_sequenced WHERE key = ANY($1::bytea[])',
+          [mine.map((e) => e.key)],
+        );
+        if (done.rows.length > 0) {
+          const sequenced = new Set(done.rows.map((r) => r.key.toString('hex')));
+          for (const hex of sequenced) this.local.delete(hex);
+          mine = mine.filter((e) => !sequenced.has(e.key.toString('hex')));
+        }
+      }
+      if (mine.length >= limit) return mine;
       // A submission queued while its twin was being sequenced is skipped here, and its
       // row removed now and then.
       if (++this.pendingCalls % 100 === 0)
@@ -280,9 +338,9 @@ export class PostgresStorage implements LogStorage {
         `SELECT p.body FROM ctlog_pending p
          WHERE NOT EXISTS (SELECT 1 FROM ctlog_sequenced s WHERE s.key = p.key)
          ORDER BY p.id LIMIT $1`,
-        [limit],
+        [limit - mine.length],
       );
-      return res.rows.map((r) => decodePending(r.body));
+      return [...mine, ...res.rows.map((r) => decodePending(r.body))];
     } catch (err) {
       this.dropLeader();
       return unavailable(err);
@@ -366,6 +424,7 @@ export class PostgresStorage implements LogStorage {
       unavailable(err);
     }
     if (moved !== 1) throw new CommitConflictError();
+    for (const key of commit.done) this.local.delete(key.toString('hex'));
   }
 
   async close(): Promise<void> {

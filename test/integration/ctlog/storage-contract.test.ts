@@ -230,6 +230,22 @@ describe.each(backends)('log storage contract: $name', (backend) => {
     ]);
   });
 
+  it("keeps the leader's own submissions for its sequencer: in order, once, gone with the commit that sequences them", async () => {
+    expect(await store.lead()).toBe(true);
+    const [a, b, c] = [pending(), pending(), pending()];
+    await store.enqueue([a, b]);
+    await store.enqueue([a]);
+    const hex = (ps: readonly PendingEntry[]) => ps.map((p) => p.key.toString('hex'));
+    expect(hex(await store.pending(10))).toEqual(hex([a, b]));
+    expect(hex(await store.pending(1))).toEqual(hex([a]));
+    const c1 = commitOf(undefined, 1, [a]);
+    await store.commit(c1);
+    await store.enqueue([c]);
+    expect(hex(await store.pending(10))).toEqual(hex([b, c]));
+    await store.commit(commitOf(c1.treeHead, 3, [b, c]));
+    expect(await store.pending(10)).toEqual([]);
+  });
+
   it('a partial tile is overwritten as it grows', async () => {
     expect(await store.lead()).toBe(true);
     const c1 = commitOf(undefined, 1, [pending()]);
@@ -274,5 +290,41 @@ describe.each(backends)('log storage contract: $name', (backend) => {
       await other.close();
     }
     store = await reopen();
+  });
+});
+
+describe('log storage on PostgreSQL: a leader that loses its lock', () => {
+  it('hands the submissions it kept in memory to the next leader', async () => {
+    pg ??= await startPostgres();
+    const db = `contract_${process.pid}_${++dbCounter}`;
+    await PostgresStorage.adminQuery(pg.url, `CREATE DATABASE ${db}`);
+    const url = pg.url.replace(/\/postgres$/, `/${db}`);
+    const first = await PostgresStorage.open(url, silentLogger);
+    const second = await PostgresStorage.open(url, silentLogger);
+    try {
+      expect(await first.lead()).toBe(true);
+      const [a, b] = [pending(), pending()];
+      await first.enqueue([a, b]);
+      // Kept in memory by the leader: nobody else sees them yet.
+      expect(await second.lead()).toBe(false);
+      // The leader's session ends (PostgreSQL restarted, a network cut): its lock goes with
+      // it, and what it kept must reach the table for whoever leads next.
+      await PostgresStorage.adminQuery(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+      );
+      let got: PendingEntry[] = [];
+      for (let i = 0; i < 100 && got.length < 2; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        if (await second.lead()) got = await second.pending(10);
+      }
+      expect(got.map((p) => p.key.toString('hex')).sort()).toEqual(
+        [a, b].map((p) => p.key.toString('hex')).sort(),
+      );
+      expect(await first.lead()).toBe(false);
+    } finally {
+      await first.close();
+      await second.close();
+    }
   });
 });
