@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +23,8 @@ import { threadSamples, type ThreadSample } from './lib/threads';
  *
  *   node dist/bench/cpu-200.js [--rate 200] [--seconds 8] [--warmup 4] [--strace] [--cpu-prof]
  *                              [--perf] [--closed] [--env 'NAME=VALUE ...'] [--out FILE]
+ *                              [--node '--trace-deopt']   (node flags; the server's output
+ *                                                         during the window goes to a file)
  *
  * `--closed` measures at saturation instead (closed loop, 16 connections), for the same
  * breakdown; `--perf` samples every thread with perf record (by thread and symbol).
@@ -43,6 +45,7 @@ async function main(): Promise<void> {
       'cpu-prof': { type: 'boolean', default: false },
       env: { type: 'string', default: '' },
       closed: { type: 'boolean', default: false },
+      node: { type: 'string', default: '' },
       out: { type: 'string' },
     },
     strict: true,
@@ -73,7 +76,10 @@ async function main(): Promise<void> {
       MAYFLY_RATELIMITS: 'off',
       ...extraEnv,
     },
-    values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+    [
+      ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+      ...values.node.split(/\s+/).filter(Boolean),
+    ],
   );
   const load = [loadavg()[0]!];
   // Warmed at saturation as bench/lib/versus.ts does (V8 compiles the hot code; a fresh
@@ -110,6 +116,7 @@ async function main(): Promise<void> {
     : undefined;
   if (strace || perf) await new Promise((r) => setTimeout(r, 500));
   const before = threadSamples(server.pid);
+  const logBytesBefore = statSync(join(dir, 'mayfly.log')).size;
   const from = Number(process.hrtime.bigint() / 1000n); // the monotonic clock V8's samples use
   const result = values.closed
     ? await runLoad({
@@ -143,6 +150,12 @@ async function main(): Promise<void> {
   await issuer.close();
 
   const n = result.certificates;
+  // The server's own output during the window (e.g. --node='--trace-deopt'), for a look.
+  writeFileSync(
+    join(dir, 'window.log'),
+    readFileSync(join(dir, 'mayfly.log')).subarray(logBytesBefore),
+  );
+  process.stderr.write(`server output during the window: ${join(dir, 'window.log')}\n`);
   const earlier = new Map(before.map((s) => [s.tid, s]));
   const zero = (s: ThreadSample): ThreadSample => ({
     ...s,
