@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,6 +25,8 @@ import { threadSamples, type ThreadSample } from './lib/threads';
  *                              [--perf] [--closed] [--env 'NAME=VALUE ...'] [--out FILE]
  *                              [--node '--trace-deopt']   (node flags; the server's output
  *                                                         during the window goes to a file)
+ *                              [--alloc]   (JavaScript heap allocated per certificate, by
+ *                                          function: V8's sampling heap profiler)
  *
  * `--closed` measures at saturation instead (closed loop, 16 connections), for the same
  * breakdown; `--perf` samples every thread with perf record (by thread and symbol).
@@ -32,6 +34,71 @@ import { threadSamples, type ThreadSample } from './lib/threads';
 
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+interface HeapNode {
+  readonly id: number;
+  readonly callFrame: {
+    readonly functionName: string;
+    readonly url: string;
+    readonly lineNumber: number;
+  };
+  readonly children: readonly HeapNode[];
+}
+
+/** The sampling heap profile: bytes allocated per certificate, by function (self and inclusive). */
+function allocationReport(text: string, certificates: number): string[] {
+  const profile = JSON.parse(text) as {
+    head?: HeapNode;
+    samples?: { size: number; nodeId: number }[];
+    error?: string;
+  };
+  if (!profile.head || !profile.samples) return [`allocation profile failed: ${profile.error}`, ''];
+  const parent = new Map<number, HeapNode | undefined>();
+  const byId = new Map<number, HeapNode>();
+  const walk = (node: HeapNode, up: HeapNode | undefined) => {
+    byId.set(node.id, node);
+    parent.set(node.id, up);
+    for (const child of node.children) walk(child, node);
+  };
+  walk(profile.head, undefined);
+  const name = (n: HeapNode) =>
+    `${n.callFrame.functionName || '(anonymous)'} | ${n.callFrame.url.replace(/^.*\/(dist|node_modules)\//, '$1/')}:${n.callFrame.lineNumber + 1}`;
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  let total = 0;
+  for (const sample of profile.samples) {
+    total += sample.size;
+    let node = byId.get(sample.nodeId);
+    if (!node) continue;
+    self.set(name(node), (self.get(name(node)) ?? 0) + sample.size);
+    const seen = new Set<string>();
+    for (; node; node = parent.get(node.id)) {
+      const key = name(node);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      inclusive.set(key, (inclusive.get(key) ?? 0) + sample.size);
+    }
+  }
+  const kb = (bytes: number) => fmt(bytes / certificates / 1024, 1);
+  const top = (m: Map<string, number>, count: number) =>
+    [...m]
+      .filter(([k]) => !k.startsWith('(root)') && !k.startsWith('(anonymous) | :'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, count)
+      .map(([k, v]) => `| ${k} | ${kb(v)} |`);
+  return [
+    `JavaScript heap allocated per certificate (V8's sampling heap profiler over the window, objects the GC collected included): **${kb(total)} KB**.`,
+    '',
+    '| allocated by (self) | where | KB / cert |',
+    '| --- | --- | ---: |',
+    ...top(self, 20),
+    '',
+    '| allocated under (inclusive) | where | KB / cert |',
+    '| --- | --- | ---: |',
+    ...top(inclusive, 25),
+    '',
+  ];
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -46,6 +113,7 @@ async function main(): Promise<void> {
       env: { type: 'string', default: '' },
       closed: { type: 'boolean', default: false },
       node: { type: 'string', default: '' },
+      alloc: { type: 'boolean', default: false },
       out: { type: 'string' },
     },
     strict: true,
@@ -67,6 +135,30 @@ async function main(): Promise<void> {
       .map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]),
   );
   const profDir = join(dir, 'cpuprofile');
+  // --alloc: V8's sampling heap profiler in the server, started and stopped by SIGUSR2 at the
+  // window's ends, keeping the objects the scavenger collected (what a request allocates and
+  // drops), written as JSON when it stops.
+  const allocFile = join(dir, 'alloc.json');
+  const preload = join(dir, 'alloc-preload.js');
+  writeFileSync(
+    preload,
+    `const inspector = require('node:inspector');
+const fs = require('node:fs');
+const session = new inspector.Session();
+session.connect();
+let on = false;
+process.on('SIGUSR2', () => {
+  if (!on) {
+    on = true;
+    session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  } else {
+    session.post('HeapProfiler.stopSampling', (err, r) => {
+      fs.writeFileSync(${JSON.stringify(allocFile)}, err ? JSON.stringify({ error: String(err) }) : JSON.stringify(r.profile));
+    });
+  }
+});
+`,
+  );
   mkdirSync(profDir, { recursive: true });
   const server = await startMayfly(
     'mayfly',
@@ -79,6 +171,7 @@ async function main(): Promise<void> {
     [
       ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
       ...values.node.split(/\s+/).filter(Boolean),
+      ...(values.alloc ? ['--require', preload] : []),
     ],
   );
   const load = [loadavg()[0]!];
@@ -115,6 +208,7 @@ async function main(): Promise<void> {
       )
     : undefined;
   if (strace || perf) await new Promise((r) => setTimeout(r, 500));
+  if (values.alloc) process.kill(server.pid, 'SIGUSR2');
   const before = threadSamples(server.pid);
   const logBytesBefore = statSync(join(dir, 'mayfly.log')).size;
   const from = Number(process.hrtime.bigint() / 1000n); // the monotonic clock V8's samples use
@@ -140,6 +234,11 @@ async function main(): Promise<void> {
   if (strace) {
     strace.kill('SIGINT');
     await new Promise((r) => strace.once('exit', r));
+  }
+  if (values.alloc) {
+    process.kill(server.pid, 'SIGUSR2');
+    for (let i = 0; i < 100 && !existsSync(allocFile); i++)
+      await new Promise((r) => setTimeout(r, 100));
   }
   if (perf) {
     perf.kill('SIGINT');
@@ -225,6 +324,8 @@ async function main(): Promise<void> {
       '',
     );
   }
+  if (values.alloc && existsSync(allocFile))
+    lines.push(...allocationReport(readFileSync(allocFile, 'utf8'), n));
   if (values['cpu-prof']) {
     const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (file) {
