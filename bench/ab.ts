@@ -8,7 +8,9 @@ import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
+import { runPaced } from './lib/paced';
 import { peakRssMb, processTree } from './lib/proc';
+import { THREAD_CLASSES, threadSamples, threadUsage, type ThreadUsage } from './lib/threads';
 
 /**
  * A/B comparison of two ways to run mayfly under the same load, in one run: rounds alternate
@@ -32,8 +34,16 @@ import { peakRssMb, processTree } from './lib/proc';
  *                                               # this build vs another (e.g. a base commit
  *                                               # built in DIR), same settings
  *
+ *   node dist/bench/ab.js --scenario env --env 'MAYFLY_X=1'
+ *                                               # the same build with and without variables
+ *
  * Options: --rounds N (per side, default 5), --seconds S (measured, default 8), --warmup S
- * (default 3), --connections N (default 16), --out FILE (a markdown report).
+ * (default 3), --connections N (default 16), --out FILE (a markdown report). --paced RATE
+ * offers RATE requests/s in an open loop (bench/lib/paced.ts) instead of the closed loop, for
+ * CPU per certificate at a steady rate rather than at saturation. --shipped runs both sides as
+ * `npm start` does (services/common/ca-runtime.ts: its node flags and variables). Each
+ * round also splits the server's CPU by thread (main, libuv's pool, V8's workers: user and
+ * system time) and counts context switches (bench/lib/threads.ts).
  */
 
 const repoRoot = resolve(__dirname, '../..');
@@ -124,6 +134,9 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '16' },
       semi: { type: 'string', default: '2' },
       flags: { type: 'string' },
+      env: { type: 'string' },
+      paced: { type: 'string' },
+      shipped: { type: 'boolean', default: false },
       out: { type: 'string' },
     },
     strict: true,
@@ -200,7 +213,27 @@ async function main(): Promise<void> {
       { name: words.join(' '), mainJs: thisMain, env, nodeArgs: flags },
       { name: 'defaults', mainJs: thisMain, env: {} },
     ];
+  } else if (values.scenario === 'env') {
+    const words = (values.env ?? '').split(/\s+/).filter(Boolean);
+    if (words.length === 0) throw new Error('--scenario env needs --env="NAME=VALUE ..."');
+    const env = Object.fromEntries(
+      words.map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]),
+    );
+    question = `the same build with ${words.join(' ')} and without`;
+    sides = [
+      { name: words.join(' '), mainJs: thisMain, env },
+      { name: 'without', mainJs: thisMain, env: {} },
+    ];
   } else throw new Error(`unknown scenario ${values.scenario}`);
+  if (values.shipped) {
+    const shipped = (side: Side): Side => ({
+      ...side,
+      env: { ...CA_ENV, ...side.env },
+      nodeArgs: [...CA_NODE_ARGS, ...(side.nodeArgs ?? [])],
+    });
+    sides = [shipped(sides[0]), shipped(sides[1])];
+  }
+  const paced = values.paced === undefined ? undefined : Number(values.paced);
 
   const dir = scratchDir();
   const issuer = await startDevIssuer({ host: '127.0.0.1' });
@@ -213,6 +246,9 @@ async function main(): Promise<void> {
   const env = { MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir) };
   const results = new Map<string, LoadResult[]>(sides.map((s) => [s.name, []]));
   const peaks = new Map<string, number[]>(sides.map((s) => [s.name, []]));
+  const threads = new Map<string, { usage: ThreadUsage; certificates: number }[]>(
+    sides.map((s) => [s.name, []]),
+  );
   const load: number[] = [loadavg()[0]!];
   const started = new Date();
   for (let round = 0; round < rounds; round++) {
@@ -221,17 +257,62 @@ async function main(): Promise<void> {
     for (const side of order) {
       const server = await startServer(side, dir, env);
       try {
-        const run = (duration: number) =>
-          runLoad({
+        const run = async (duration: number): Promise<LoadResult> => {
+          if (paced === undefined)
+            return runLoad({
+              url: server.url,
+              requests,
+              connections,
+              duration,
+              serverPid: server.pid,
+              okStatus: 200,
+            });
+          const r = await runPaced({
             url: server.url,
             requests,
-            connections,
-            duration,
+            rate: paced,
+            seconds: duration,
             serverPid: server.pid,
             okStatus: 200,
           });
-        await run(warmup);
+          return {
+            requests: r.certificates + r.failures,
+            certificates: r.certificates,
+            failures: r.failures,
+            seconds: duration,
+            certificatesPerSecond: r.achieved,
+            offeredRate: paced,
+            p50: r.p50,
+            p90: r.p90,
+            p99: r.p99,
+            max: r.max,
+            serverCpuSeconds: (r.cpuSecondsPer1000 * r.certificates) / 1000,
+            cpuSecondsPer1000: r.cpuSecondsPer1000,
+            serverProcesses: 1,
+            rssMbAfter: [],
+          };
+        };
+        if (paced === undefined) await run(warmup);
+        else {
+          // As bench/lib/versus.ts: warmed at saturation (V8 has compiled the hot code: at
+          // 200/s a fresh process spends seconds more in its compiler threads), then a
+          // second at the measured pace.
+          await runLoad({
+            url: server.url,
+            requests,
+            connections,
+            duration: warmup,
+            serverPid: server.pid,
+            okStatus: 200,
+          });
+          await run(1);
+        }
+        const before = threadSamples(server.pid);
         const result = await run(seconds);
+        threads.get(side.name)!.push({
+          usage: threadUsage(server.pid, before, threadSamples(server.pid)),
+          certificates: result.certificates,
+        });
         results.get(side.name)!.push(result);
         peaks.get(side.name)!.push(Math.max(...peakRssMb(processTree(server.pid))));
         process.stderr.write(
@@ -252,12 +333,30 @@ async function main(): Promise<void> {
   const cpuB = median(b!.map((r) => r.cpuSecondsPer1000));
   const perRound = a!.map((r, i) => r.cpuSecondsPer1000 / b![i]!.cpuSecondsPer1000 - 1);
   const command = `node dist/bench/ab.js ${process.argv.slice(2).join(' ')}`;
+  // Per certificate, medians of the rounds: µs of CPU by thread class (user + system) and
+  // context switches.
+  const perCert = (name: string, pick: (u: ThreadUsage) => number, scale: number) =>
+    median(threads.get(name)!.map((t) => (pick(t.usage) / t.certificates) * scale));
+  const threadRow = (name: string) => {
+    const cells = THREAD_CLASSES.map(
+      (cls) =>
+        `${fmt(perCert(name, (u) => u.user[cls] ?? 0, 1e6))} + ${fmt(perCert(name, (u) => u.system[cls] ?? 0, 1e6))}`,
+    );
+    const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+    const onCpu = threads.get(name)!.map((t) => (t.usage.onCpu / t.certificates) * 1e6);
+    const switches = (pick: (u: ThreadUsage) => number) => fmt(perCert(name, pick, 1), 2);
+    return `| ${name} | ${onCpu.map((v) => fmt(v)).join(' / ')} | **${fmt(median(onCpu))}** | ${cells.join(' | ')} | ${switches((u) => u.voluntarySwitches.main ?? 0)} / ${switches((u) => u.voluntarySwitches['other threads'] ?? 0)} | ${switches((u) => sum(u.involuntarySwitches))} |`;
+  };
+  const loadLine =
+    paced === undefined
+      ? `${connections} keep-alive connections, closed loop`
+      : `an open loop at ${fmt(paced)} requests/s (bench/lib/paced.ts: keep-alive connections, request i due at i / rate)`;
   const report = [
     `# A/B: ${sides[0].name} vs ${sides[1].name}`,
     '',
     `- Question: ${question}.`,
     `- Command: \`${command}\` (after \`npx tsc -p tsconfig.bench.json\`), ${started.toISOString()}.`,
-    `- Load: POST /api/v2/signingCert, ES256 tokens, a fresh P-256 key and proof per request (2,000 fixtures), ${connections} keep-alive connections, closed loop; each round a fresh server process, ${warmup} s warm-up then ${seconds} s measured; ${rounds} rounds per side, alternating (A B, B A, ...). Rate limits off; info logs and the audit log to files.`,
+    `- Load: POST /api/v2/signingCert, ES256 tokens, a fresh P-256 key and proof per request (2,000 fixtures), ${loadLine}; each round a fresh server process, ${warmup} s warm-up${paced === undefined ? '' : ' at saturation (closed loop, as bench/lib/versus.ts) and 1 s at the pace'} then ${seconds} s measured; ${rounds} rounds per side, alternating (A B, B A, ...). Rate limits off; info logs and the audit log to files; ${values.shipped ? 'both sides run as `npm start` runs the CA (services/common/ca-runtime.ts)' : 'plain node unless the side says otherwise'}.`,
     `- Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, shared with other engineers' work while this ran: load average (1 min) ${load.map((l) => l.toFixed(1)).join(' → ')}. Compare the two sides of this run only, not with other files.`,
     '',
     '| side | server CPU-s per 1,000 certificates, each round | median | certs/s (median) | p50 ms | p99 ms | peak RSS MB (median) | failures |',
@@ -266,6 +365,13 @@ async function main(): Promise<void> {
     row(sides[1].name, b!),
     '',
     `**${sides[0].name} / ${sides[1].name}, CPU per certificate (medians): ${fmt((cpuA / cpuB - 1) * 100, 1)} %**; per round pair: ${perRound.map((x) => `${x >= 0 ? '+' : ''}${fmt(x * 100, 1)} %`).join(', ')}.`,
+    '',
+    'By thread, per certificate: time on a CPU from schedstat (nanoseconds, all threads, each round and median: finer than the 10 ms ticks above); then medians of the rounds: CPU µs as user + system (ticks) of the main thread and of all others (V8 platform workers, libuv pool); voluntary context switches of the main thread / of the others; involuntary ones of all threads.',
+    '',
+    `| side | on CPU µs, each round | median | ${THREAD_CLASSES.map((c) => `${c} µs`).join(' | ')} | voluntary switches main / others | involuntary switches |`,
+    `| --- | --- | --- | ${THREAD_CLASSES.map(() => '---').join(' | ')} | --- | --- |`,
+    threadRow(sides[0].name),
+    threadRow(sides[1].name),
     '',
   ].join('\n');
   process.stdout.write(report);
