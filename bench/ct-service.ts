@@ -23,7 +23,8 @@ import { startPostgres, stopAllPostgres, type PostgresProcess } from '../test/he
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { median, runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
-import { load1, machineFacts, processTree, threadCpuSeconds, treeCpuSeconds } from './lib/proc';
+import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
+import { threadSamples, threadUsage } from './lib/threads';
 import { spawnServer, startMayfly, stopper, waitForLine, type RunningServer } from './lib/servers';
 import { makeSoakCa } from './lib/soak/ca';
 
@@ -202,7 +203,7 @@ async function main(): Promise<void> {
     const paced = async (server: RunningServer) => {
       const side = sidePids();
       const before = treeCpuSeconds(side);
-      const threadsBefore = threadCpuSeconds(server.pid);
+      const threadsBefore = threadSamples(server.pid);
       const logBefore = treeCpuSeconds([ctlog.pid]);
       const r = await runPaced({
         url: server.url,
@@ -213,10 +214,13 @@ async function main(): Promise<void> {
         okStatus: 200,
       });
       const sideCpu = treeCpuSeconds(side) - before;
-      const threads = [...threadCpuSeconds(server.pid)]
-        .map(([name, sec]) => [name, sec - (threadsBefore.get(name) ?? 0)] as const)
-        .filter(([, sec]) => sec > 0)
-        .map(([name, sec]) => `${name} ${((sec / Math.max(1, r.certificates)) * 1000).toFixed(3)}`);
+      const usage = threadUsage(server.pid, threadsBefore, threadSamples(server.pid));
+      const perCert = (cls: string) =>
+        (
+          (((usage.user[cls] ?? 0) + (usage.system[cls] ?? 0)) / Math.max(1, r.certificates)) *
+          1000
+        ).toFixed(3);
+      const threads = [`main ${perCert('main')}`, `other threads ${perCert('other threads')}`];
       log(`ct-service: ${server.name} CPU ms per certificate by thread: ${threads.join(', ')}`);
       const logMs =
         ((treeCpuSeconds([ctlog.pid]) - logBefore) / Math.max(1, r.certificates)) * 1000;

@@ -49,35 +49,6 @@ export function treeCpuSeconds(pids: readonly number[]): number {
   return total;
 }
 
-/**
- * CPU seconds of a process by thread name (/proc/<pid>/task/<tid>/comm; the main thread's
- * is marked "(main)"; Node 20 leaves its helper threads, V8's GC and compiler workers and
- * libuv's pool, named as the program), threads of one name summed.
- */
-export function threadCpuSeconds(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  const tick = 100;
-  for (const tid of tids) {
-    try {
-      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      const name = tid === String(pid) ? `${comm} (main)` : comm;
-      const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      const seconds = (Number(fields[11]) + Number(fields[12])) / tick;
-      out.set(name, (out.get(name) ?? 0) + seconds);
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
-
 function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');
