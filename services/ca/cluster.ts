@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
-import { availableParallelism } from 'node:os';
+import { usableCoresHere, type UsableCores } from '../common/cpu-limit';
 import type { Logger } from '../common/logger';
 import type { ServerConfig } from './config/schema';
 import { createEphemeralCaForWorkers } from './app';
@@ -10,6 +10,7 @@ import { createClusterMetricsServer } from './metrics/cluster';
 /**
  * MAYFLY_WORKERS=N: N worker processes (node cluster) share the API port, for machines
  * outside Kubernetes that should use every core. (On Kubernetes, run more replicas.)
+ * Unset, outside Kubernetes, one worker per core the process may use (planWorkers).
  *
  * The primary loads and checks the configuration, makes the ephemeral CA once and hands
  * it to every worker over the IPC channel (so all workers sign with, and publish, one CA;
@@ -67,8 +68,44 @@ interface CaReply {
   readonly ca: Awaited<ReturnType<typeof createEphemeralCaForWorkers>> | null;
 }
 
+export interface WorkerPlan {
+  /** Worker processes; 1 means no cluster (the process serves by itself). */
+  readonly count: number;
+  /** Why, for the start-up log. */
+  readonly reason: string;
+}
+
+/**
+ * How many processes serve: an explicit MAYFLY_WORKERS (or `workers:` in the config file)
+ * wins, 0 meaning one per usable core; unset, one per usable core outside Kubernetes and one
+ * process in it (a pod is sized by its CPU request and the cluster scales by replicas).
+ * Usable cores: the smaller of the CPU affinity and the cgroup CPU limit, rounded up
+ * (services/common/cpu-limit.ts).
+ */
+export function planWorkers(
+  configured: number | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+  cores: () => UsableCores = usableCoresHere,
+): WorkerPlan {
+  if (configured !== undefined && configured > 0)
+    return { count: configured, reason: `MAYFLY_WORKERS=${configured}` };
+  if (configured === 0) {
+    const usable = cores();
+    return { count: usable.cores, reason: `MAYFLY_WORKERS=0: one per core (${usable.reason})` };
+  }
+  if (env.KUBERNETES_SERVICE_HOST)
+    return {
+      count: 1,
+      reason:
+        'default in Kubernetes (KUBERNETES_SERVICE_HOST is set): one process per pod; scale with replicas, or set MAYFLY_WORKERS',
+    };
+  const usable = cores();
+  return { count: usable.cores, reason: `default: one per core (${usable.reason})` };
+}
+
+/** The worker count of a configuration whose `workers` main.ts has resolved (planWorkers). */
 export function workerCount(config: ServerConfig): number {
-  return config.workers === 0 ? availableParallelism() : config.workers;
+  return config.workers ?? 1;
 }
 
 export function isClusterWorker(): boolean {
@@ -102,8 +139,12 @@ function listenOn(server: Server, host: string, port: number): Promise<number> {
   });
 }
 
-export async function runPrimary(config: ServerConfig, logger: Logger): Promise<void> {
-  const count = workerCount(config);
+export async function runPrimary(
+  config: ServerConfig,
+  logger: Logger,
+  plan: WorkerPlan,
+): Promise<void> {
+  const count = plan.count;
   const ca = config.ca.type === 'ephemeral' ? await createEphemeralCaForWorkers() : null;
   const metricsServer = createClusterMetricsServer();
   drainable(metricsServer);
@@ -123,12 +164,19 @@ export async function runPrimary(config: ServerConfig, logger: Logger): Promise<
     if (!announced && listening.size >= count) {
       announced = true;
       logger.info(
-        { host: config.host, port: address.port, metricsPort, workers: count, ca: config.ca.type },
+        {
+          host: config.host,
+          port: address.port,
+          metricsPort,
+          workers: count,
+          workersReason: plan.reason,
+          ca: config.ca.type,
+        },
         'mayfly listening',
       );
       process.stdout.write(
         `mayfly listening on http://${config.host}:${address.port} (metrics on port ${metricsPort})\n` +
-          `mayfly: ${count} worker processes\n`,
+          `mayfly: ${count} worker processes (${plan.reason})\n`,
       );
     }
   });

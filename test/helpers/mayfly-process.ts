@@ -63,6 +63,8 @@ export async function startMayflyProcess(env: Record<string, string>): Promise<M
     env: {
       PATH: process.env.PATH ?? '',
       MAYFLY_LOG_LEVEL: 'info',
+      // One process unless the test asks for a cluster (the default is one per core).
+      MAYFLY_WORKERS: '1',
       MAYFLY_HOST: '127.0.0.1',
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
