@@ -56,6 +56,11 @@ const SIDES: Record<string, Side> = {
     name: 'one process, no stage batching',
     env: { MAYFLY_WORKERS: '1', MAYFLY_STAGE_BATCHING: 'false' },
   },
+  rr2nb: {
+    key: 'rr2nb',
+    name: 'cluster, 2 workers, round-robin, no stage batching',
+    env: { MAYFLY_WORKERS: '2', MAYFLY_STAGE_BATCHING: 'false' },
+  },
   none2nb: {
     key: 'none2nb',
     name: 'cluster, 2 workers, SCHED_NONE, no stage batching',

@@ -23,6 +23,13 @@ const CA_REPLY = 'mayfly:ca';
 /** Primary to worker: close your listener now (the drain follows); worker's answer. */
 export const STOP_ACCEPTING = 'mayfly:stop-accepting';
 const STOPPED_ACCEPTING = 'mayfly:stopped-accepting';
+/** Worker to primary: my gRPC listener is up (the workers share its port). */
+const GRPC_LISTENING = 'mayfly:grpc-listening';
+
+/** In a worker: tells the primary where its gRPC listener is, for the start-up line. */
+export function reportGrpcListening(port: number, tls: boolean): void {
+  process.send?.({ type: GRPC_LISTENING, port, tls });
+}
 
 /**
  * In a worker: on the primary's word, stops accepting (the drain itself comes with SIGTERM)
@@ -152,36 +159,58 @@ export async function runPrimary(
   let stopping = false;
   let announced = false;
   const listening = new Set<number>();
+  let apiPort: number | undefined;
+  // With gRPC on, the start-up lines wait for every worker's gRPC listener too.
+  const grpcOn = config.grpc.port !== 'off';
+  const grpcListening = new Map<number, { port: number; tls: boolean }>();
+  const announce = () => {
+    if (announced || apiPort === undefined || listening.size < count) return;
+    if (grpcOn && grpcListening.size < count) return;
+    announced = true;
+    const grpc = grpcListening.values().next().value as { port: number; tls: boolean } | undefined;
+    logger.info(
+      {
+        host: config.host,
+        port: apiPort,
+        grpcPort: grpc?.port,
+        metricsPort,
+        workers: count,
+        workersReason: plan.reason,
+        ca: config.ca.type,
+      },
+      'mayfly listening',
+    );
+    // One write, as a single process does, so that a reader of the first line has the rest.
+    process.stdout.write(
+      `mayfly listening on http://${config.host}:${apiPort} (metrics on port ${metricsPort})\n` +
+        (grpc
+          ? `mayfly gRPC listening on ${config.grpc.host}:${grpc.port} (${grpc.tls ? 'tls' : 'plaintext'})\n`
+          : '') +
+        `mayfly: ${count} worker processes (${plan.reason})\n`,
+    );
+  };
 
   cluster.on('message', (worker: Worker, message: unknown) => {
-    if ((message as { type?: string })?.type === CA_REQUEST) {
+    const type = (message as { type?: string })?.type;
+    if (type === CA_REQUEST) {
       const reply: CaReply = { type: CA_REPLY, ca };
       worker.send(reply);
+    } else if (type === GRPC_LISTENING) {
+      const { port, tls } = message as { port: number; tls: boolean };
+      grpcListening.set(worker.id, { port, tls });
+      announce();
     }
   });
   cluster.on('listening', (worker, address) => {
+    // A worker's first listener is the API's (main.ts listens there before gRPC).
+    if (listening.has(worker.id)) return;
     listening.add(worker.id);
-    if (!announced && listening.size >= count) {
-      announced = true;
-      logger.info(
-        {
-          host: config.host,
-          port: address.port,
-          metricsPort,
-          workers: count,
-          workersReason: plan.reason,
-          ca: config.ca.type,
-        },
-        'mayfly listening',
-      );
-      process.stdout.write(
-        `mayfly listening on http://${config.host}:${address.port} (metrics on port ${metricsPort})\n` +
-          `mayfly: ${count} worker processes (${plan.reason})\n`,
-      );
-    }
+    apiPort ??= address.port;
+    announce();
   });
   cluster.on('exit', (worker, code, signal) => {
     listening.delete(worker.id);
+    grpcListening.delete(worker.id);
     if (stopping) return;
     logger.error({ worker: worker.id, code, signal }, 'worker died; starting another');
     setTimeout(() => {

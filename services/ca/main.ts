@@ -14,6 +14,7 @@ import {
   runPrimary,
   stopAcceptingOnRequest,
   planWorkers,
+  reportGrpcListening,
 } from './cluster';
 import { drain, drainable, onStopSignals } from './lifecycle';
 import { reportToPrimary } from './metrics/cluster';
@@ -118,6 +119,7 @@ async function main(): Promise<void> {
     : await listen(app.metricsApp, config.metricsHost, config.metricsPort);
   if (metrics) drainable(metrics.server);
   if (inWorker) reportToPrimary(app.metrics.registry);
+  if (inWorker && grpc) reportGrpcListening(grpc.port, grpc.tls);
   logger.info(
     {
       host: config.host,
