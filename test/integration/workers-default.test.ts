@@ -1,5 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { usableCoresHere } from '../../services/common/cpu-limit';
 import { startDevIssuer, type DevIssuer } from '../../services/dev-issuer/dev-issuer';
 import {
@@ -48,6 +56,35 @@ function childrenOf(pid: number): number[] {
     }
   }
   return out;
+}
+
+/**
+ * A new cgroup limited to `quota` of a core (v1 `cpu` controller, else v2 with the cpu
+ * controller on), and the shell wrapper that moves the service into it before exec. CI runs
+ * as root on a machine with one or the other.
+ */
+function limitedCgroup(quota: number): { wrapper: string[]; remove: () => void } {
+  const name = `mayfly-cores-test-${process.pid}`;
+  const period = 100_000;
+  const v1 = '/sys/fs/cgroup/cpu';
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers')
+    ? '/sys/fs/cgroup'
+    : '/sys/fs/cgroup/unified';
+  let dir: string;
+  if (existsSync(`${v1}/cpu.cfs_quota_us`)) {
+    dir = `${v1}/${name}`;
+    mkdirSync(dir);
+    writeFileSync(`${dir}/cpu.cfs_period_us`, String(period));
+    writeFileSync(`${dir}/cpu.cfs_quota_us`, String(Math.round(quota * period)));
+  } else if (/\bcpu\b/.test(readFileSync(`${v2}/cgroup.subtree_control`, 'utf8'))) {
+    dir = `${v2}/${name}`;
+    mkdirSync(dir);
+    writeFileSync(`${dir}/cpu.max`, `${Math.round(quota * period)} ${period}`);
+  } else throw new Error('no cgroup CPU controller to limit a process with (v1 cpu, or v2 cpu)');
+  return {
+    wrapper: ['sh', '-c', `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`],
+    remove: () => rmdirSync(dir),
+  };
 }
 
 async function startDefault(extraEnv: Record<string, string>, wrapper: string[] = []) {
@@ -166,5 +203,25 @@ test('MAYFLY_WORKERS=0 means one per usable core, here one CPU (taskset)', async
     );
   } finally {
     await proc.stop();
+  }
+}, 60_000);
+
+test('unset, in a cgroup limited to half a core: one process, and the log says it is the cgroup', async () => {
+  const cgroup = limitedCgroup(0.5);
+  try {
+    const proc = await startDefault({}, cgroup.wrapper);
+    try {
+      const cpus = availableParallelism();
+      expect(proc.line).toBe(
+        cpus > 1
+          ? `one process, no cluster (default: one per core (cgroup CPU limit 0.5 (rounded up to 1) of ${cpus} CPUs available))`
+          : 'one process, no cluster (default: one per core (1 CPUs available, cgroup CPU limit 0.5))',
+      );
+      expect(proc.workers).toHaveLength(0);
+    } finally {
+      await proc.stop();
+    }
+  } finally {
+    cgroup.remove();
   }
 }, 60_000);
