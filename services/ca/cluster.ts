@@ -110,11 +110,6 @@ export function planWorkers(
   return { count: usable.cores, reason: `default: one per core (${usable.reason})` };
 }
 
-/** The worker count of a configuration whose `workers` main.ts has resolved (planWorkers). */
-export function workerCount(config: ServerConfig): number {
-  return config.workers ?? 1;
-}
-
 export function isClusterWorker(): boolean {
   return cluster.isWorker;
 }
