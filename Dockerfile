@@ -56,6 +56,9 @@ ENTRYPOINT ["node", "dist/services/ctlog/main.js"]
 FROM ${NODE_IMAGE} AS runtime
 # MALLOC_ARENA_MAX and the node flags of the ENTRYPOINT: the CA's memory settings
 # (services/common/ca-runtime.ts, measured in bench/results/memory.md).
+# No MAYFLY_WORKERS here: outside Kubernetes the CA runs a worker per core the container may
+# use (its cgroup CPU limit, `docker run --cpus`, rounded up; services/common/cpu-limit.ts),
+# one process under Kubernetes (KUBERNETES_SERVICE_HOST); `-e MAYFLY_WORKERS=N` overrides.
 ENV NODE_ENV=production \
     HOME=/tmp \
     TMPDIR=/tmp \

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
+import { usableCoresHere } from '../services/common/cpu-limit';
 import { makeFixtures, scratchDir } from './lib/fixtures';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
@@ -30,6 +31,8 @@ import { THREAD_CLASSES, threadSamples, threadUsage, type ThreadUsage } from './
  *                                               # this build with the CA runtime settings
  *                                               # (services/common/ca-runtime.ts) vs another
  *                                               # build run as plain node
+ *   node dist/bench/ab.js --scenario workers    # the default worker count (MAYFLY_WORKERS
+ *                                               # unset: one per usable core) vs one process
  *   node dist/bench/ab.js --scenario build --base DIR
  *                                               # this build vs another (e.g. a base commit
  *                                               # built in DIR), same settings
@@ -66,20 +69,25 @@ async function startServer(side: Side, dir: string, env: Record<string, string>)
   const fd = openSync(out, 'w');
   const child = spawn(process.execPath, [...(side.nodeArgs ?? []), side.mainJs], {
     cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? '',
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
-      MAYFLY_LOG_LEVEL: 'info',
-      MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
-      MAYFLY_RATELIMITS: 'off',
-      ...env,
-      ...side.env,
-    },
+    // An empty value leaves the variable unset (the service's own default).
+    env: Object.fromEntries(
+      Object.entries({
+        PATH: process.env.PATH ?? '',
+        MAYFLY_HOST: '127.0.0.1',
+        // One process unless a side says otherwise (the default is one per usable core).
+        MAYFLY_WORKERS: '1',
+        MAYFLY_PORT: '0',
+        MAYFLY_METRICS_HOST: '127.0.0.1',
+        MAYFLY_METRICS_PORT: '0',
+        MAYFLY_GRPC_HOST: '127.0.0.1',
+        MAYFLY_GRPC_PORT: '0',
+        MAYFLY_LOG_LEVEL: 'info',
+        MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
+        MAYFLY_RATELIMITS: 'off',
+        ...env,
+        ...side.env,
+      }).filter(([, v]) => v !== ''),
+    ),
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);
@@ -155,6 +163,27 @@ async function main(): Promise<void> {
     sides = [
       { name: 'batching on', mainJs: thisMain, env: { MAYFLY_STAGE_BATCHING: 'true' } },
       { name: 'batching off', mainJs: thisMain, env: { MAYFLY_STAGE_BATCHING: 'false' } },
+    ];
+  } else if (values.scenario === 'workers') {
+    const cores = usableCoresHere();
+    question = `the default number of processes (MAYFLY_WORKERS unset: one worker per usable core, here ${cores.cores}: ${cores.reason}; node cluster, round-robin) against one process (MAYFLY_WORKERS=1), same build, as shipped (node ${CA_NODE_ARGS.join(' ')}, ${Object.entries(
+      CA_ENV,
+    )
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')})`;
+    sides = [
+      {
+        name: `defaults (${cores.cores > 1 ? `${cores.cores} workers` : 'one process'})`,
+        mainJs: thisMain,
+        env: { ...CA_ENV, MAYFLY_WORKERS: '' },
+        nodeArgs: CA_NODE_ARGS,
+      },
+      {
+        name: 'one process',
+        mainJs: thisMain,
+        env: { ...CA_ENV, MAYFLY_WORKERS: '1' },
+        nodeArgs: CA_NODE_ARGS,
+      },
     ];
   } else if (values.scenario === 'build') {
     if (!values.base) throw new Error('--scenario build needs --base DIR (a built checkout)');
@@ -365,6 +394,11 @@ async function main(): Promise<void> {
     row(sides[1].name, b!),
     '',
     `**${sides[0].name} / ${sides[1].name}, CPU per certificate (medians): ${fmt((cpuA / cpuB - 1) * 100, 1)} %**; per round pair: ${perRound.map((x) => `${x >= 0 ? '+' : ''}${fmt(x * 100, 1)} %`).join(', ')}.`,
+    '',
+    `**${sides[0].name} / ${sides[1].name}, certificates/s (medians): ${fmt((median(a!.map((r) => r.certificatesPerSecond)) / median(b!.map((r) => r.certificatesPerSecond)) - 1) * 100, 1)} %**; per round pair: ${a!
+      .map((r, i) => r.certificatesPerSecond / b![i]!.certificatesPerSecond - 1)
+      .map((x) => `${x >= 0 ? '+' : ''}${fmt(x * 100, 1)} %`)
+      .join(', ')}.`,
     '',
     'By thread, per certificate: time on a CPU from schedstat (nanoseconds, all threads, each round and median: finer than the 10 ms ticks above); then medians of the rounds: CPU µs as user + system (ticks) of the main thread and of all others (V8 platform workers, libuv pool); voluntary context switches of the main thread / of the others; involuntary ones of all threads.',
     '',

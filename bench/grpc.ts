@@ -39,6 +39,8 @@ async function startServer(env: Record<string, string>): Promise<Server> {
     env: {
       PATH: process.env.PATH ?? '',
       MAYFLY_HOST: '127.0.0.1',
+      // One process, as measured so far (the default is one per usable core).
+      MAYFLY_WORKERS: '1',
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
       MAYFLY_METRICS_PORT: '0',

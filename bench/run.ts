@@ -15,6 +15,7 @@ import { load1, machineFacts, peakRssMb, processTree, rssMb } from './lib/proc';
 import { summarizeProfile, type ProfileSummary } from './lib/profile';
 import { makeSoakCa } from './lib/soak/ca';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
+import { usableCoresHere } from '../services/common/cpu-limit';
 import { children, startMayfly, startScript, stopper, type RunningServer } from './lib/servers';
 import {
   renderVersus,
@@ -481,7 +482,12 @@ function renderReport(r: Report): string {
   return lines.join('\n');
 }
 
-/** mayfly with its defaults (and with two workers) against the real Fulcio, alternating. */
+/** `env` without MAYFLY_WORKERS, for the service's own default. */
+function withoutWorkers(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => k !== 'MAYFLY_WORKERS'));
+}
+
+/** mayfly with its defaults (and as one process) against the real Fulcio, alternating. */
 async function versusPhase(o: {
   profile: Profile;
   dir: string;
@@ -516,6 +522,13 @@ async function versusPhase(o: {
       okStatus: 200,
     });
   }
+  // The service's own default (MAYFLY_WORKERS unset, not in Kubernetes): one worker per core
+  // this process may use, as services/ca/cluster.ts's planWorkers decides.
+  const cores = usableCoresHere();
+  const defaultProcesses =
+    cores.cores > 1
+      ? `${cores.cores} workers and their primary, one worker per usable core: ${cores.reason}`
+      : `one process: ${cores.reason}`;
   contenders.push({
     name: 'mayfly (defaults)',
     what: `the compiled service as \`npm start\` and the image run it (node ${CA_NODE_ARGS.join(' ')}, ${Object.entries(
@@ -524,15 +537,16 @@ async function versusPhase(o: {
       .map(([k, v]) => `${k}=${v}`)
       .join(
         ' ',
-      )}), its default settings (MAYFLY_WORKERS unset), the file CA, rate limits off, info logs and the audit log to files`,
-    start: () => startMayfly('mayfly-versus', dir, baseEnv),
+      )}), its default settings (MAYFLY_WORKERS unset: here ${defaultProcesses}), the file CA, rate limits off, info logs and the audit log to files`,
+    start: () =>
+      startMayfly('mayfly-versus', dir, withoutWorkers(baseEnv), [], { oneProcess: false }),
     requests,
     okStatus: 200,
   });
   contenders.push({
-    name: 'mayfly, 2 workers',
-    what: 'as mayfly (defaults) with MAYFLY_WORKERS=2 (node cluster: a primary and two workers)',
-    start: () => startMayfly('mayfly-versus-workers', dir, { ...baseEnv, MAYFLY_WORKERS: '2' }),
+    name: 'mayfly, one process',
+    what: 'as mayfly (defaults) with MAYFLY_WORKERS=1 (no cluster)',
+    start: () => startMayfly('mayfly-versus-one', dir, { ...baseEnv, MAYFLY_WORKERS: '1' }),
     requests,
     okStatus: 200,
   });

@@ -82,7 +82,14 @@ export async function startMayfly(
    * `asShipped` (default): as `npm start` and the image run it, with the CA's node flags and
    * memory settings (services/common/ca-runtime.ts); false runs plain node with `nodeArgs`.
    */
-  { asShipped = true }: { readonly asShipped?: boolean } = {},
+  /**
+   * `oneProcess` (default): MAYFLY_WORKERS=1 unless `env` sets it; false leaves it unset, for
+   * the service's own default (one worker per usable core outside Kubernetes).
+   */
+  {
+    asShipped = true,
+    oneProcess = true,
+  }: { readonly asShipped?: boolean; readonly oneProcess?: boolean } = {},
 ): Promise<RunningServer> {
   const out = join(dir, `${name.replace(/\W+/g, '-')}.log`);
   const child = spawnServer(
@@ -99,6 +106,7 @@ export async function startMayfly(
       MAYFLY_LOG_LEVEL: 'info',
       MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
       MAYFLY_SHUTDOWN_GRACE_MS: '2000',
+      ...(oneProcess ? { MAYFLY_WORKERS: '1' } : {}),
       ...env,
     },
     out,

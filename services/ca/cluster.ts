@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
-import { availableParallelism } from 'node:os';
+import { usableCoresHere, type UsableCores } from '../common/cpu-limit';
 import type { Logger } from '../common/logger';
 import type { ServerConfig } from './config/schema';
 import { createEphemeralCaForWorkers } from './app';
@@ -10,6 +10,7 @@ import { createClusterMetricsServer } from './metrics/cluster';
 /**
  * MAYFLY_WORKERS=N: N worker processes (node cluster) share the API port, for machines
  * outside Kubernetes that should use every core. (On Kubernetes, run more replicas.)
+ * Unset, outside Kubernetes, one worker per core the process may use (planWorkers).
  *
  * The primary loads and checks the configuration, makes the ephemeral CA once and hands
  * it to every worker over the IPC channel (so all workers sign with, and publish, one CA;
@@ -22,6 +23,13 @@ const CA_REPLY = 'mayfly:ca';
 /** Primary to worker: close your listener now (the drain follows); worker's answer. */
 export const STOP_ACCEPTING = 'mayfly:stop-accepting';
 const STOPPED_ACCEPTING = 'mayfly:stopped-accepting';
+/** Worker to primary: my gRPC listener is up (the workers share its port). */
+const GRPC_LISTENING = 'mayfly:grpc-listening';
+
+/** In a worker: tells the primary where its gRPC listener is, for the start-up line. */
+export function reportGrpcListening(port: number, tls: boolean): void {
+  process.send?.({ type: GRPC_LISTENING, port, tls });
+}
 
 /**
  * In a worker: on the primary's word, stops accepting (the drain itself comes with SIGTERM)
@@ -67,8 +75,39 @@ interface CaReply {
   readonly ca: Awaited<ReturnType<typeof createEphemeralCaForWorkers>> | null;
 }
 
-export function workerCount(config: ServerConfig): number {
-  return config.workers === 0 ? availableParallelism() : config.workers;
+export interface WorkerPlan {
+  /** Worker processes; 1 means no cluster (the process serves by itself). */
+  readonly count: number;
+  /** Why, for the start-up log. */
+  readonly reason: string;
+}
+
+/**
+ * How many processes serve: an explicit MAYFLY_WORKERS (or `workers:` in the config file)
+ * wins, 0 meaning one per usable core; unset, one per usable core outside Kubernetes and one
+ * process in it (a pod is sized by its CPU request and the cluster scales by replicas).
+ * Usable cores: the smaller of the CPU affinity and the cgroup CPU limit, rounded up
+ * (services/common/cpu-limit.ts).
+ */
+export function planWorkers(
+  configured: number | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+  cores: () => UsableCores = usableCoresHere,
+): WorkerPlan {
+  if (configured !== undefined && configured > 0)
+    return { count: configured, reason: `MAYFLY_WORKERS=${configured}` };
+  if (configured === 0) {
+    const usable = cores();
+    return { count: usable.cores, reason: `MAYFLY_WORKERS=0: one per core (${usable.reason})` };
+  }
+  if (env.KUBERNETES_SERVICE_HOST)
+    return {
+      count: 1,
+      reason:
+        'default in Kubernetes (KUBERNETES_SERVICE_HOST is set): one process per pod; scale with replicas, or set MAYFLY_WORKERS',
+    };
+  const usable = cores();
+  return { count: usable.cores, reason: `default: one per core (${usable.reason})` };
 }
 
 export function isClusterWorker(): boolean {
@@ -102,8 +141,12 @@ function listenOn(server: Server, host: string, port: number): Promise<number> {
   });
 }
 
-export async function runPrimary(config: ServerConfig, logger: Logger): Promise<void> {
-  const count = workerCount(config);
+export async function runPrimary(
+  config: ServerConfig,
+  logger: Logger,
+  plan: WorkerPlan,
+): Promise<void> {
+  const count = plan.count;
   const ca = config.ca.type === 'ephemeral' ? await createEphemeralCaForWorkers() : null;
   const metricsServer = createClusterMetricsServer();
   drainable(metricsServer);
@@ -111,29 +154,58 @@ export async function runPrimary(config: ServerConfig, logger: Logger): Promise<
   let stopping = false;
   let announced = false;
   const listening = new Set<number>();
+  let apiPort: number | undefined;
+  // With gRPC on, the start-up lines wait for every worker's gRPC listener too.
+  const grpcOn = config.grpc.port !== 'off';
+  const grpcListening = new Map<number, { port: number; tls: boolean }>();
+  const announce = () => {
+    if (announced || apiPort === undefined || listening.size < count) return;
+    if (grpcOn && grpcListening.size < count) return;
+    announced = true;
+    const grpc = grpcListening.values().next().value as { port: number; tls: boolean } | undefined;
+    logger.info(
+      {
+        host: config.host,
+        port: apiPort,
+        grpcPort: grpc?.port,
+        metricsPort,
+        workers: count,
+        workersReason: plan.reason,
+        ca: config.ca.type,
+      },
+      'mayfly listening',
+    );
+    // One write, as a single process does, so that a reader of the first line has the rest.
+    process.stdout.write(
+      `mayfly listening on http://${config.host}:${apiPort} (metrics on port ${metricsPort})\n` +
+        (grpc
+          ? `mayfly gRPC listening on ${config.grpc.host}:${grpc.port} (${grpc.tls ? 'tls' : 'plaintext'})\n`
+          : '') +
+        `mayfly: ${count} worker processes (${plan.reason})\n`,
+    );
+  };
 
   cluster.on('message', (worker: Worker, message: unknown) => {
-    if ((message as { type?: string })?.type === CA_REQUEST) {
+    const type = (message as { type?: string })?.type;
+    if (type === CA_REQUEST) {
       const reply: CaReply = { type: CA_REPLY, ca };
       worker.send(reply);
+    } else if (type === GRPC_LISTENING) {
+      const { port, tls } = message as { port: number; tls: boolean };
+      grpcListening.set(worker.id, { port, tls });
+      announce();
     }
   });
   cluster.on('listening', (worker, address) => {
+    // A worker's first listener is the API's (main.ts listens there before gRPC).
+    if (listening.has(worker.id)) return;
     listening.add(worker.id);
-    if (!announced && listening.size >= count) {
-      announced = true;
-      logger.info(
-        { host: config.host, port: address.port, metricsPort, workers: count, ca: config.ca.type },
-        'mayfly listening',
-      );
-      process.stdout.write(
-        `mayfly listening on http://${config.host}:${address.port} (metrics on port ${metricsPort})\n` +
-          `mayfly: ${count} worker processes\n`,
-      );
-    }
+    apiPort ??= address.port;
+    announce();
   });
   cluster.on('exit', (worker, code, signal) => {
     listening.delete(worker.id);
+    grpcListening.delete(worker.id);
     if (stopping) return;
     logger.error({ worker: worker.id, code, signal }, 'worker died; starting another');
     setTimeout(() => {

@@ -13,7 +13,8 @@ import {
   isClusterWorker,
   runPrimary,
   stopAcceptingOnRequest,
-  workerCount,
+  planWorkers,
+  reportGrpcListening,
 } from './cluster';
 import { drain, drainable, onStopSignals } from './lifecycle';
 import { reportToPrimary } from './metrics/cluster';
@@ -51,13 +52,16 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const workers = workerCount(config);
-  if (!inWorker && workers > 1) {
+  // How many processes serve, and why (an explicit MAYFLY_WORKERS, else the usable cores
+  // outside Kubernetes); the rest of the service sees the resolved count.
+  const plan = planWorkers(config.workers, process.env);
+  config = { ...config, workers: plan.count };
+  if (!inWorker && plan.count > 1) {
     // SIGHUP reloads the identity config: each worker reloads its own.
     process.on('SIGHUP', () => {
       for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
     });
-    await runPrimary(config, logger);
+    await runPrimary(config, logger, plan);
     return;
   }
   // A worker signs with the ephemeral CA its primary made (a file CA it reads itself).
@@ -115,6 +119,7 @@ async function main(): Promise<void> {
     : await listen(app.metricsApp, config.metricsHost, config.metricsPort);
   if (metrics) drainable(metrics.server);
   if (inWorker) reportToPrimary(app.metrics.registry);
+  if (inWorker && grpc) reportGrpcListening(grpc.port, grpc.tls);
   logger.info(
     {
       host: config.host,
@@ -123,6 +128,7 @@ async function main(): Promise<void> {
       grpcTls: grpc?.tls,
       metricsPort: metrics?.port,
       ca: config.ca.type,
+      ...(inWorker ? {} : { workers: 1, workersReason: plan.reason }),
     },
     'mayfly listening',
   );
@@ -167,7 +173,8 @@ async function main(): Promise<void> {
       `mayfly listening on http://${config.host}:${api.port} (metrics on port ${metrics.port})\n` +
         (grpc
           ? `mayfly gRPC listening on ${config.grpc.host}:${grpc.port} (${grpc.tls ? 'tls' : 'plaintext'})\n`
-          : ''),
+          : '') +
+        `mayfly: one process, no cluster (${plan.reason})\n`,
     );
   }
 }

@@ -93,7 +93,7 @@ export function createRateLimiting(
     });
   } else {
     store = new MemoryStore(clock);
-    if (config.workers !== 1)
+    if (config.workers !== undefined && config.workers !== 1)
       logger.warn(
         { workers: config.workers },
         'rate limits are kept in process memory: every worker process enforces them on its own, so the service allows up to workers × each limit; configure Redis to share them',

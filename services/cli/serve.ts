@@ -11,7 +11,8 @@ import { CA_NODE_ARGS, caProcessEnv } from '../common/ca-runtime';
  * TSA and a CT log, each its own process on its own port (they share nothing but HTTP); the
  * CA embeds the log's SCTs, so verifiers need no insecure flag. The supervisor
  * forwards SIGTERM/SIGINT to both, waits for them to drain, and stops the other when one
- * exits. Settings pass through the environment (MAYFLY_* for the CA, MAYFLY_TSA_* for the TSA).
+ * exits. Settings pass through the environment (MAYFLY_* for the CA, MAYFLY_TSA_* for the TSA);
+ * the CA runs as one process unless MAYFLY_WORKERS says otherwise.
  */
 
 const HELP = `usage: mayfly serve [--dev-issuer]
@@ -19,7 +20,8 @@ const HELP = `usage: mayfly serve [--dev-issuer]
 Starts the CA (MAYFLY_PORT, default 8080), the TSA (MAYFLY_TSA_PORT, default 3000) and a
 CT log (MAYFLY_CTLOG_PORT, default 6962; a fresh key and directory; not started when
 MAYFLY_CT_LOG_URL is set, even empty) as processes, the CA embedding the log's SCTs; prints
-where each listens, forwards SIGTERM and SIGINT, and exits when all have stopped. Then:
+where each listens, forwards SIGTERM and SIGINT, and exits when all have stopped. The CA is
+one process unless MAYFLY_WORKERS is set. Then:
 mayfly trusted-root --ca-url … --tsa-url … --ctlog URL,KEY.pem --out trusted_root.json
 
   --dev-issuer   also start the development OIDC issuer (MAYFLY_DEV_ISSUER_PORT, default 5556;
@@ -119,6 +121,10 @@ export async function run(argv: string[]): Promise<number> {
   const devDir = devIssuer ? mkdtempSync(join(tmpdir(), 'mayfly-dev-issuer-')) : undefined;
   const devIdentity = devDir ? join(devDir, 'identity.json') : undefined;
   const caEnv: NodeJS.ProcessEnv = {
+    // One CA process unless the user asks for more: `serve` is a sandbox on a developer's
+    // machine beside a TSA, a CT log and maybe an issuer; a worker per core would add a
+    // primary and a process per core (some 120 MB each) for a handful of requests.
+    MAYFLY_WORKERS: '1',
     ...env,
     ...(ct ? { MAYFLY_CT_LOG_URL: ct.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: ct.publicKeyFile } : {}),
     ...(devIdentity ? { MAYFLY_IDENTITY_CONFIG: devIdentity } : {}),

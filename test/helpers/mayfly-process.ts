@@ -31,7 +31,7 @@ export interface MayflyProcess {
   readonly url: string;
   readonly port: number;
   readonly metricsPort: number;
-  /** The gRPC port, unless MAYFLY_GRPC_PORT was off (or workers run: not printed). */
+  /** The gRPC port, unless MAYFLY_GRPC_PORT was off (a cluster's workers share it). */
   readonly grpcPort: number | undefined;
   stdout(): string;
   stderr(): string;
@@ -63,6 +63,8 @@ export async function startMayflyProcess(env: Record<string, string>): Promise<M
     env: {
       PATH: process.env.PATH ?? '',
       MAYFLY_LOG_LEVEL: 'info',
+      // One process unless the test asks for a cluster (the default is one per core).
+      MAYFLY_WORKERS: '1',
       MAYFLY_HOST: '127.0.0.1',
       MAYFLY_PORT: '0',
       MAYFLY_METRICS_HOST: '127.0.0.1',
@@ -95,8 +97,7 @@ export async function startMayflyProcess(env: Record<string, string>): Promise<M
   );
   const port = Number(match[1]);
   const grpc =
-    // A cluster primary prints only the HTTP line.
-    env.MAYFLY_GRPC_PORT === 'off' || Number(env.MAYFLY_WORKERS ?? '1') !== 1
+    env.MAYFLY_GRPC_PORT === 'off'
       ? undefined
       : await waitFor(
           () => out.match(/gRPC listening on [^\s]+:(\d+) /),

@@ -8,6 +8,7 @@ import {
   startMayflyProcess,
   trustBundle,
 } from '../helpers/mayfly-process';
+import { GrpcTestClient } from '../helpers/grpc';
 
 /**
  * MAYFLY_WORKERS=2: two worker processes behind one port. They sign with one ephemeral CA
@@ -35,7 +36,15 @@ test('two workers: one CA, both serving, metrics aggregated, clean stop', async 
     MAYFLY_WORKERS: '2',
   });
   try {
-    expect(proc.stdout()).toContain('mayfly: 2 worker processes');
+    expect(proc.stdout()).toContain('mayfly: 2 worker processes (MAYFLY_WORKERS=2)');
+    // The primary prints the gRPC port the workers share, as one process does.
+    const grpc = new GrpcTestClient(`127.0.0.1:${proc.grpcPort!}`);
+    try {
+      const health = await grpc.call<{ status: string }>(grpc.health, 'Check', { service: '' });
+      expect(health.value?.status).toBe('SERVING');
+    } finally {
+      grpc.close();
+    }
     const bundles = await Promise.all(Array.from({ length: 6 }, () => trustBundle(proc.url)));
     const fingerprints = new Set(bundles.map((b) => b[0]![0]!.fingerprint256));
     expect(fingerprints.size).toBe(1);

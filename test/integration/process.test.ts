@@ -33,6 +33,8 @@ function run(env: Record<string, string>, args: string[] = []): Run {
     env: {
       PATH: process.env.PATH ?? '',
       MAYFLY_LOG_LEVEL: 'warn',
+      // One process unless the test asks for a cluster (the default is one per core).
+      MAYFLY_WORKERS: '1',
       // Never Fulcio's 8081: tests run side by side.
       MAYFLY_GRPC_HOST: '127.0.0.1',
       MAYFLY_GRPC_PORT: '0',

@@ -263,8 +263,12 @@ export const serverConfigSchema = z
      * received) this long: long enough that no request of its client can be on its way.
      */
     shutdownIdleMs: z.number().int().min(100).max(600000).default(2000),
-    /** Worker processes (node cluster); 1 = no cluster, 0 = one per available core. */
-    workers: z.number().int().min(0).max(256).default(1),
+    /**
+     * Worker processes (node cluster); 1 = no cluster, 0 = one per usable core (CPU affinity
+     * and cgroup limit). Unset: one per usable core outside Kubernetes, one process in it
+     * (services/ca/cluster.ts, planWorkers).
+     */
+    workers: z.number().int().min(0).max(256).optional(),
     /** The RA yields to the event loop between its stages (services/common/next-turn.ts). */
     stageBatching: z.boolean().default(true),
     rateLimits: rateLimitsSchema,

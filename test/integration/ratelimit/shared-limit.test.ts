@@ -48,6 +48,8 @@ function startReplica(env: Record<string, string>): Replica {
       MAYFLY_GRPC_HOST: '127.0.0.1',
       MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
+      // One process unless the test asks for a cluster (the default is one per core).
+      MAYFLY_WORKERS: '1',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

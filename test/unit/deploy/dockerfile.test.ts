@@ -132,6 +132,14 @@ describe('Dockerfile', () => {
     expect(env.NODE_ENV).toBe('production');
   });
 
+  it('leaves the worker count to the service: a worker per core the container may use', () => {
+    // No MAYFLY_WORKERS in the image (nor a config file setting it): the cgroup CPU limit of
+    // the container decides outside Kubernetes, one process inside (services/ca/cluster.ts).
+    for (const s of dockerfile.stages) expect(envOf(s).MAYFLY_WORKERS).toBeUndefined();
+    expect(runtime.instructions.map((i) => i.args).join('\n')).not.toMatch(/MAYFLY_WORKERS=/);
+    expect(loadServerConfig({ env: {} }).workers).toBeUndefined();
+  });
+
   it('exposes the API, gRPC and metrics ports, which are the configured defaults', () => {
     const ports = one(runtime, 'EXPOSE').args.split(/\s+/).map(Number);
     const defaults = loadServerConfig({ env: {} });
