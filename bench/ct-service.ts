@@ -80,6 +80,7 @@ async function main(): Promise<void> {
       interval: { type: 'string', default: '100' },
       fixtures: { type: 'string', default: '2000' },
       pace: { type: 'string' },
+      workers: { type: 'string', default: 'default' },
       out: { type: 'string' },
     },
   });
@@ -137,14 +138,32 @@ async function main(): Promise<void> {
     const prof = process.env.BENCH_CT_PROF;
     const profArgs = (name: string) =>
       prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(prof, name)}`] : [];
-    const off = await startMayfly('ca-ct-off', dir, baseEnv, profArgs('off'));
+    // --workers default: the CA's own default, as deployed (outside Kubernetes one worker per
+    // usable core); --workers N: MAYFLY_WORKERS=N.
+    const workersEnv: Record<string, string> =
+      values.workers === 'default' ? {} : { MAYFLY_WORKERS: String(Number(values.workers)) };
+    const caOptions = { oneProcess: false } as const;
+    const off = await startMayfly(
+      'ca-ct-off',
+      dir,
+      { ...baseEnv, ...workersEnv },
+      profArgs('off'),
+      caOptions,
+    );
     servers.push(off);
     const on = await startMayfly(
       'ca-ct-on',
       dir,
-      { ...baseEnv, MAYFLY_CT_LOG_URL: ctlog.url, MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile },
+      {
+        ...baseEnv,
+        ...workersEnv,
+        MAYFLY_CT_LOG_URL: ctlog.url,
+        MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile,
+      },
       [...profArgs('on'), ...(process.env.BENCH_CT_ON_ARGS?.split(' ').filter(Boolean) ?? [])],
+      caOptions,
     );
+    const processes = processTree(off.pid).length;
     servers.push(on);
 
     const sidePids = () => [ctlog.pid, ...pgPids(pg)];
@@ -221,7 +240,9 @@ async function main(): Promise<void> {
           1000
         ).toFixed(3);
       const threads = [`main ${perCert('main')}`, `other threads ${perCert('other threads')}`];
-      log(`ct-service: ${server.name} CPU ms per certificate by thread: ${threads.join(', ')}`);
+      log(
+        `ct-service: ${server.name} CPU ms per certificate by thread (its first process): ${threads.join(', ')}`,
+      );
       const logMs =
         ((treeCpuSeconds([ctlog.pid]) - logBefore) / Math.max(1, r.certificates)) * 1000;
       log(
@@ -239,7 +260,7 @@ async function main(): Promise<void> {
     );
 
     const facts = machineFacts();
-    const command = `npm run bench:ct-service -- --backend ${backend} --seconds ${seconds} --rounds ${rounds} --connections ${connections} --interval ${interval}`;
+    const command = `npm run bench:ct-service -- --backend ${backend} --seconds ${seconds} --rounds ${rounds} --connections ${connections} --interval ${interval}${values.workers === 'default' ? '' : ` --workers ${values.workers}`}${fixedPace === undefined ? '' : ` --pace ${fixedPace}`}`;
     const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
     const lines = [
       `# CT on vs off, as deployed (issue #17) — ${started.toISOString()}`,
@@ -248,7 +269,7 @@ async function main(): Promise<void> {
       '',
       `Machine: ${facts.cpu}, ${facts.cores} cores, node ${facts.node}; load average ${loadBefore} before, ${load1()} after.`,
       '',
-      `The compiled CA (one process, default settings, file CA, rate limits off) with and without`,
+      `The compiled CA (${values.workers === 'default' ? `default settings: here ${processes === 1 ? 'one process' : `${processes - 1} workers and their primary`}` : `MAYFLY_WORKERS=${values.workers}`}, file CA, rate limits off) with and without`,
       `\`MAYFLY_CT_LOG_URL\`; mayfly's CT log as its own process on ${backend === 'postgres' ? 'PostgreSQL 15 (started here, same machine)' : 'its directory backend'},`,
       `sequencing interval ${interval} ms; v2 requests with real OIDC tokens and proofs, ${connections}`,
       `keep-alive connections, ${seconds} s per round, the two CAs alternating. "CPU per certificate" is`,
