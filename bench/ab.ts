@@ -7,7 +7,7 @@ import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 import { usableCoresHere } from '../services/common/cpu-limit';
-import { makeFixtures, scratchDir } from './lib/fixtures';
+import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
 import { peakRssMb, processTree } from './lib/proc';
@@ -267,11 +267,7 @@ async function main(): Promise<void> {
   const dir = scratchDir();
   const issuer = await startDevIssuer({ host: '127.0.0.1' });
   const fixtures = await makeFixtures(issuer, 2000);
-  const requests: RequestShape[] = fixtures.map((f) => ({
-    path: '/api/v2/signingCert',
-    body: f.v2Body,
-    headers: { 'content-type': 'application/json' },
-  }));
+  const requests: RequestShape[] = v2Requests(fixtures);
   const env = { MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir) };
   const results = new Map<string, LoadResult[]>(sides.map((s) => [s.name, []]));
   const peaks = new Map<string, number[]>(sides.map((s) => [s.name, []]));

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
-import { makeFixtures, scratchDir } from './lib/fixtures';
+import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { runLoad, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
 import { processTree } from './lib/proc';
@@ -173,11 +173,7 @@ async function main(): Promise<void> {
   const dir = scratchDir();
   const issuer = await startDevIssuer({ host: '127.0.0.1' });
   const fixtures = await makeFixtures(issuer, 2000);
-  const requests: RequestShape[] = fixtures.map((f) => ({
-    path: '/api/v2/signingCert',
-    body: f.v2Body,
-    headers: { 'content-type': 'application/json' },
-  }));
+  const requests: RequestShape[] = v2Requests(fixtures);
   const ca = await makeSoakCa(dir);
   const baseEnv = {
     MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir),

@@ -20,7 +20,7 @@ import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { freshDatabase } from '../test/helpers/ctlog';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { startPostgres, stopAllPostgres, type PostgresProcess } from '../test/helpers/postgres';
-import { makeFixtures, scratchDir } from './lib/fixtures';
+import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { median, runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
 import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
@@ -99,11 +99,7 @@ async function main(): Promise<void> {
     servers.push({ stop: () => issuer.close() });
     log(`ct-service: ${values.fixtures} fixtures`);
     const fixtures = await makeFixtures(issuer, Number(values.fixtures), 'ES256');
-    const requests: RequestShape[] = fixtures.map((f) => ({
-      path: '/api/v2/signingCert',
-      body: f.v2Body,
-      headers: { 'content-type': 'application/json' },
-    }));
+    const requests: RequestShape[] = v2Requests(fixtures);
     const ca = await makeSoakCa(dir);
     const rootsFile = join(dir, 'roots.pem');
     writeFileSync(rootsFile, encodePem('CERTIFICATE', Buffer.from(ca.chain.at(-1)!.raw)));

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
-import { makeFixtures, scratchDir } from './lib/fixtures';
+import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { runLoad, type RequestShape } from './lib/load';
 import { machineFacts } from './lib/proc';
 import { startMayfly } from './lib/servers';
@@ -224,11 +224,7 @@ async function setup(extraEnv: Record<string, string>, fixtures = 2000): Promise
       MAYFLY_CA_KEY: ca.keyFile,
       ...extraEnv,
     },
-    requests: made.map((f) => ({
-      path: '/api/v2/signingCert',
-      body: f.v2Body,
-      headers: { 'content-type': 'application/json' },
-    })),
+    requests: v2Requests(made),
     close: () => issuer.close(),
   };
 }

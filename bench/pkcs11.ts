@@ -6,7 +6,7 @@ import { createEphemeralChain } from '../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey } from '../services/common/signer/signer';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
-import { makeFixtures, scratchDir } from './lib/fixtures';
+import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { runLoad, type LoadResult } from './lib/load';
 import { load1, machineFacts } from './lib/proc';
 
@@ -166,11 +166,7 @@ async function main(): Promise<void> {
 
     const issuer = await startDevIssuer();
     const fixtures = await makeFixtures(issuer, IDENTITIES);
-    const requests = fixtures.map((f) => ({
-      path: '/api/v2/signingCert',
-      body: f.v2Body,
-      headers: { 'content-type': 'application/json' },
-    }));
+    const requests = v2Requests(fixtures);
     const common = {
       MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir),
       MAYFLY_CA_CERT: join(dir, 'chain.pem'),

@@ -14,7 +14,7 @@ import type { RateLimitStore } from '../services/common/ratelimit/store';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { startRedis, stopAllRedis, type RedisProcess } from '../test/helpers/redis';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
-import { generousLimitsFile, makeFixtures, scratchDir } from './lib/fixtures';
+import { generousLimitsFile, makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { runLoad, type LoadResult } from './lib/load';
 import { load1, machineFacts, treeCpuSeconds } from './lib/proc';
 
@@ -225,11 +225,7 @@ async function main(): Promise<void> {
     // 2. End to end.
     const issuer = await startDevIssuer();
     const fixtures = await makeFixtures(issuer, IDENTITIES);
-    const requests = fixtures.map((f) => ({
-      path: '/api/v2/signingCert',
-      body: f.v2Body,
-      headers: { 'content-type': 'application/json' },
-    }));
+    const requests = v2Requests(fixtures);
     const common = { MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir) };
     const modes: [string, Record<string, string>][] = [
       ['off', { MAYFLY_RATELIMITS: 'off' }],

@@ -6,7 +6,13 @@ import { parseArgs } from 'node:util';
 import { startDevIssuer, type DevIssuer } from '../services/dev-issuer/dev-issuer';
 import { identityConfigFor } from '../test/helpers/mayfly-process';
 import { startRedis as startTestRedis } from '../test/helpers/redis';
-import { generousLimitsFile, makeFixtures, scratchDir, type Fixture } from './lib/fixtures';
+import {
+  generousLimitsFile,
+  makeFixtures,
+  scratchDir,
+  v2Requests,
+  type Fixture,
+} from './lib/fixtures';
 import { fulcioBinary, startFulcio } from './lib/fulcio';
 import { combineRounds, runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
@@ -130,16 +136,6 @@ function metric(port: number | undefined, name: string): Promise<number | undefi
       });
     }).on('error', () => resolveMetric(undefined));
   });
-}
-
-// ---------------------------------------------------------------- requests
-
-function v2Requests(fixtures: readonly Fixture[]): RequestShape[] {
-  return fixtures.map((f) => ({
-    path: '/api/v2/signingCert',
-    body: f.v2Body,
-    headers: { 'content-type': 'application/json' },
-  }));
 }
 
 function v1Requests(fixtures: readonly Fixture[]): RequestShape[] {

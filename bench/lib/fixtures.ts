@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DevAlgorithm, DevIssuer } from '../../services/dev-issuer/dev-issuer';
+import type { RequestShape } from './load';
 
 /**
  * Realistic requests, made before any measurement: one identity token per CI job minted by
@@ -87,4 +88,13 @@ export function generousLimitsFile(dir: string): string {
 
 export function scratchDir(): string {
   return mkdtempSync(join(tmpdir(), 'mayfly-bench-'));
+}
+
+/** The fixtures as POST /api/v2/signingCert requests, for the load generators. */
+export function v2Requests(fixtures: readonly Fixture[]): RequestShape[] {
+  return fixtures.map((f) => ({
+    path: '/api/v2/signingCert',
+    body: f.v2Body,
+    headers: { 'content-type': 'application/json' },
+  }));
 }
