@@ -223,6 +223,21 @@ describe('the same requests get the same status codes and messages', () => {
       ['CSR for RSA-1024', { op: 'sign', token, csr: b64(opensslCsr(weakKeys.rsa1024())) }],
       ['CSR with a bad signature', { op: 'sign', token, csr: b64(opensslCsr(key, true)) }],
       ['empty CSR field', { op: 'sign', token, csr: '' }],
+      [
+        'SPKI with trailing bytes',
+        {
+          op: 'sign',
+          token,
+          publicKeyPem: toPem(
+            'PUBLIC KEY',
+            Buffer.concat([
+              key.publicKey.export({ type: 'spki', format: 'der' }),
+              Buffer.from([0]),
+            ]),
+          ),
+          proof,
+        },
+      ],
       ['no key', { op: 'sign', token, noKey: true }],
       ['empty public key', { op: 'sign', token, publicKeyPem: '', proof }],
       [
