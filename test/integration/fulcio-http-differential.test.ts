@@ -7,16 +7,18 @@
  * where mayfly used to differ from Fulcio (each fails against that older behaviour):
  *
  * - a SubjectPublicKeyInfo followed by extra bytes (Go: "x509: trailing data after ASN.1 of
- *   public-key"), in v2's PEM and in v1's base64 key (DER and PEM).
+ *   public-key"), in v2's PEM and in v1's base64 key (DER and PEM);
+ * - a PKCS#10 request without its mandatory `attributes [0]` field.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as asn1js from 'asn1js';
 import { createLogger } from '../../services/common/logger';
 import { makeTestCa } from '../helpers/ca-files';
 import { goTool } from '../helpers/go-refs';
-import { makeKey, proofFor, toPem, type TestKey } from '../helpers/keys';
+import { makeCsr, makeKey, proofFor, toPem, type TestKey } from '../helpers/keys';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import { freePort } from '../helpers/redis';
 import { logSink } from '../helpers/security';
@@ -143,6 +145,21 @@ function opensslCsr(key: TestKey): string {
   );
 }
 
+/** True when the CSR's certificationRequestInfo has a fourth field (attributes [0]). */
+function hasAttributes(pem: string): boolean {
+  const der = Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const outer = asn1js.fromBER(new Uint8Array(der)).result as asn1js.Sequence;
+  const info = outer.valueBlock.value[0] as asn1js.Sequence;
+  return info.valueBlock.value.length === 4;
+}
+
+/** makeCsr with its attributes field cut out and signed again: a CSR Go refuses. */
+function csrWithoutAttributes(key: TestKey): string {
+  const pem = makeCsr(key, { withoutAttributes: true });
+  expect(hasAttributes(pem)).toBe(false);
+  return pem;
+}
+
 describe('hostile keys and CSRs get Fulcio’s answer on both API versions', () => {
   test('every row: same status and body from Fulcio and mayfly; mayfly signs nothing', async () => {
     const key = makeKey('p256');
@@ -188,6 +205,16 @@ describe('hostile keys and CSRs get Fulcio’s answer on both API versions', () 
         'v1',
         v1Key(toPem('PUBLIC KEY', withTrailing(key, zero)), key),
       ],
+      [
+        'v2 CSR without attributes',
+        'v2',
+        { certificateSigningRequest: b64(csrWithoutAttributes(key)) },
+      ],
+      [
+        'v1 CSR without attributes',
+        'v1',
+        { certificateSigningRequest: b64(csrWithoutAttributes(key)) },
+      ],
     ];
     // Controls: the same keys and CSRs without the defect are issued by both.
     const issued: Row[] = [
@@ -195,7 +222,9 @@ describe('hostile keys and CSRs get Fulcio’s answer on both API versions', () 
       ['v1 P-256 SPKI PEM', 'v1', v1Key(key.pem, key)],
       ['v1 P-256 SPKI DER', 'v1', v1Key(spki(key), key)],
       ['v2 RSA-2048 SPKI PEM', 'v2', v2Key(rsa.pem, rsa)],
+      ['v2 CSR from makeCsr', 'v2', { certificateSigningRequest: b64(makeCsr(key)) }],
       ['v2 CSR from openssl', 'v2', { certificateSigningRequest: b64(opensslCsr(key)) }],
+      ['v1 CSR from makeCsr', 'v1', { certificateSigningRequest: b64(makeCsr(ed)) }],
     ];
     const rows = [...refused, ...issued];
     const token = await mayfly.issuer.mintEmail(EMAIL);
@@ -237,8 +266,12 @@ describe('hostile keys and CSRs get Fulcio’s answer on both API versions', () 
         proofOfPossession: b64(proofFor(key, EMAIL)),
       },
     });
-    expect(JSON.stringify(answer)).not.toMatch(/trailing/);
+    const csrAnswer = await post(mayfly.url, 'v2', token, {
+      certificateSigningRequest: b64(csrWithoutAttributes(key)),
+    });
+    expect(JSON.stringify([answer, csrAnswer])).not.toMatch(/trailing|attributes/);
     const logged = operational.lines.slice(before).join('\n');
     expect(logged).toContain('trailing data after the spki key (2 bytes)');
+    expect(logged).toContain('CSR has no attributes field');
   });
 });
