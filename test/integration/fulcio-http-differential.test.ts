@@ -8,7 +8,8 @@
  *
  * - a SubjectPublicKeyInfo followed by extra bytes (Go: "x509: trailing data after ASN.1 of
  *   public-key"), in v2's PEM and in v1's base64 key (DER and PEM);
- * - a PKCS#10 request without its mandatory `attributes [0]` field.
+ * - a PKCS#10 request without its mandatory `attributes [0]` field;
+ * - `"certificateSigningRequest": ""` on v2, which Fulcio treats as no CSR at all.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -215,6 +216,8 @@ describe('hostile keys and CSRs get Fulcio’s answer on both API versions', () 
         'v1',
         { certificateSigningRequest: b64(csrWithoutAttributes(key)) },
       ],
+      ['v2 empty certificateSigningRequest', 'v2', { certificateSigningRequest: '' }],
+      ['v1 empty certificateSigningRequest', 'v1', { certificateSigningRequest: '' }],
     ];
     // Controls: the same keys and CSRs without the defect are issued by both.
     const issued: Row[] = [
