@@ -5,9 +5,10 @@
 #            one, every dependency with `npm ci`, compiles with `npm run build`, then drops
 #            the development dependencies with `npm prune --omit=dev` (the same three
 #            commands CI runs: test/integration/deploy/image-build.test.ts);
-#   runtime  the compiled JavaScript, the production node_modules and the shipped config,
-#            owned by root and run as the unprivileged numeric user 65532, so the image works
-#            with a read-only root filesystem (only /tmp needs to be writable).
+#   runtime  the compiled JavaScript (without the development OIDC issuer), the production
+#            node_modules and the shipped config, owned by root and run as the unprivileged
+#            numeric user 65532, so the image works with a read-only root filesystem (only
+#            /tmp needs to be writable).
 #
 # Build: docker build -t mayfly:0.1.0 .
 # Run:   docker run --read-only --tmpfs /tmp -p 8080:8080 -p 8081:8081 -p 2112:2112 mayfly:0.1.0
@@ -66,7 +67,17 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist/services ./dist/services
+# The compiled deployables this image runs (the CA; the TSA, the prober, the CT log and the
+# operator CLI with another command), one folder each: not the development OIDC issuer
+# (services/dev-issuer/, its own process in a checkout: `npm run dev-issuer`), which the CA
+# refuses to start with (MAYFLY_DEV_ISSUER*). test/unit/deploy/dockerfile.test.ts checks that
+# every folder of services/ but that one is here.
+COPY --from=build /src/dist/services/ca ./dist/services/ca
+COPY --from=build /src/dist/services/cli ./dist/services/cli
+COPY --from=build /src/dist/services/common ./dist/services/common
+COPY --from=build /src/dist/services/ctlog ./dist/services/ctlog
+COPY --from=build /src/dist/services/prober ./dist/services/prober
+COPY --from=build /src/dist/services/tsa ./dist/services/tsa
 # fulcio.proto and health.proto, which the gRPC server loads at start (beside its module).
 COPY --from=build /src/services/common/grpc/proto ./dist/services/common/grpc/proto
 COPY config ./config

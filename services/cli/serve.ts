@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -117,6 +117,14 @@ export async function run(argv: string[]): Promise<number> {
   // MAYFLY_DEV_ISSUER*): with --dev-issuer it is started here and the CA is pointed at it.
   const { MAYFLY_DEV_ISSUER: devFlag, MAYFLY_DEV_ISSUER_PORT: devPort, ...env } = process.env;
   const devIssuer = values['dev-issuer'] === true || devFlag === 'true';
+  // The container image leaves the development issuer out (Dockerfile): say so plainly.
+  if (devIssuer && !existsSync(resolve(dist, 'dev-issuer/main.js'))) {
+    process.stderr.write(
+      'mayfly serve: --dev-issuer needs the development OIDC issuer, which this installation ' +
+        'does not include (the container image leaves it out); run it from a checkout\n',
+    );
+    return 2;
+  }
   const ct = ctSetup(env, local);
   const devDir = devIssuer ? mkdtempSync(join(tmpdir(), 'mayfly-dev-issuer-')) : undefined;
   const devIdentity = devDir ? join(devDir, 'identity.json') : undefined;

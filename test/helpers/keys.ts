@@ -108,7 +108,14 @@ const SIGNATURE_OIDS: Record<string, string> = {
  */
 export function makeCsr(
   key: TestKey,
-  options: { hash?: string | null; corrupt?: boolean; subjectCn?: string; spki?: Buffer } = {},
+  options: {
+    hash?: string | null;
+    corrupt?: boolean;
+    subjectCn?: string;
+    spki?: Buffer;
+    /** Leave out PKCS#10's mandatory (here empty) `attributes [0]`: a CSR Go refuses. */
+    withoutAttributes?: boolean;
+  } = {},
 ): string {
   const hash = options.hash === undefined ? proofHashFor(key) : options.hash;
   const csr = new pkijs.CertificationRequest();
@@ -121,6 +128,7 @@ export function makeCsr(
   );
   const spki = options.spki ?? key.publicKey.export({ type: 'spki', format: 'der' });
   csr.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(spki);
+  if (!options.withoutAttributes) csr.attributes = [];
   const oid = SIGNATURE_OIDS[`${key.publicKey.asymmetricKeyType}/${String(hash)}`];
   if (!oid)
     throw new Error(`no signature OID for ${key.publicKey.asymmetricKeyType}/${String(hash)}`);

@@ -1,5 +1,8 @@
+import { Agent } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import request from 'supertest';
+import { listen } from '../../services/ca/app';
+import { drainable } from '../../services/ca/lifecycle';
 import { makeKey, proofFor } from '../helpers/keys';
 import { startTestCa, v1Body, v2Body, type TestCa } from '../helpers/mayfly';
 
@@ -192,33 +195,67 @@ test('both count requests under the route label and issued certificates alike', 
   expect([n1 - n0, n2 - n1]).toEqual([1, 1]);
 });
 
-test('while draining, the readiness probe answers 503 and closes, both ways alike', async () => {
-  ca.app.setReady(false);
+/**
+ * The listener and Express alone, each on a real server that is draining as the process
+ * drains it (lifecycle.ts: readiness off, and the server's drain bookkeeping answers every
+ * request with `Connection: close`): what a draining replica sends, both ways.
+ */
+const keepAlive = new Agent({ keepAlive: true });
+
+async function whileDraining<T>(
+  run: (fastUrl: string, expressUrl: string) => Promise<T>,
+): Promise<T> {
+  const fast = await listen(ca.app.api, '127.0.0.1', 0);
+  const viaExpress = await listen(ca.app.api.express, '127.0.0.1', 0);
+  const servers = [fast.server, viaExpress.server];
+  for (const server of servers) drainable(server);
+  const urls = [`http://127.0.0.1:${fast.port}`, `http://127.0.0.1:${viaExpress.port}`] as const;
   try {
-    const fast = comparable(await request(ca.app.api).get('/readyz').set('X-Request-Id', 'd'));
+    // The client keeps connections alive: before the drain, both servers keep them open.
+    for (const url of urls) {
+      const res = await request(url).get('/healthz').agent(keepAlive);
+      expect(res.headers.connection).toBe('keep-alive');
+    }
+    ca.app.setReady(false);
+    for (const server of servers) drainable(server).startDraining();
+    return await run(...urls);
+  } finally {
+    ca.app.setReady(true);
+    keepAlive.destroy();
+    for (const server of servers) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+}
+
+test('while draining, the readiness probe answers 503 and closes, both ways alike', async () => {
+  await whileDraining(async (fastUrl, expressUrl) => {
+    const fast = comparable(
+      await request(fastUrl).get('/readyz').agent(keepAlive).set('X-Request-Id', 'd'),
+    );
     const viaExpress = comparable(
-      await request(ca.app.api.express).get('/readyz').set('X-Request-Id', 'd'),
+      await request(expressUrl).get('/readyz').agent(keepAlive).set('X-Request-Id', 'd'),
     );
     expect(fast.status).toBe(503);
     expect(fast.headers.connection).toBe('close');
     expect(fast).toEqual(viaExpress);
-  } finally {
-    ca.app.setReady(true);
-  }
+  });
 });
 
 test('a draining server closes fast-path connections like Express ones', async () => {
   const key = makeKey('p256');
   const token = await ca.issuer.mintEmail(EMAIL);
   const body = v2Body(token, key.pem, proofFor(key, EMAIL));
-  ca.app.setReady(false);
-  try {
-    const fast = await request(ca.app.api).post('/api/v2/signingCert').send(body);
-    const viaExpress = await request(ca.app.api.express).post('/api/v2/signingCert').send(body);
+  await whileDraining(async (fastUrl, expressUrl) => {
+    const fast = await request(fastUrl).post('/api/v2/signingCert').agent(keepAlive).send(body);
+    const viaExpress = await request(expressUrl)
+      .post('/api/v2/signingCert')
+      .agent(keepAlive)
+      .send(body);
     expect(fast.status).toBe(200);
+    expect(viaExpress.status).toBe(200);
     expect(fast.headers.connection).toBe('close');
     expect(viaExpress.headers.connection).toBe('close');
-  } finally {
-    ca.app.setReady(true);
-  }
+  });
 });

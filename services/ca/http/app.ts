@@ -9,7 +9,6 @@ import { ROUTES } from './routes';
 import {
   allowAnyOrigin,
   answerFailure,
-  closeWhenDraining,
   observeRequest,
   type HttpMetrics,
   type SigningHandler,
@@ -75,12 +74,6 @@ export function createApiApp(deps: ApiDeps, signing?: SigningHandler): express.E
   }
 
   app.use(requestContext(deps.logger));
-  // While draining, every answer closes its connection, so that keep-alive clients move to
-  // another replica instead of reusing a socket that is about to go away.
-  app.use((_req, res, next) => {
-    closeWhenDraining(deps.health.ready, res);
-    next();
-  });
   app.use((req, res, next) => {
     observeRequest(deps.metrics, req, res, () => {
       const routePath = (req.route as { path?: string } | undefined)?.path;

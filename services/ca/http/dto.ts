@@ -97,12 +97,10 @@ export function parseV2Request(body: Obj, authorization: string | undefined): Si
       proof: bytes(publicKeyRequest, 'proofOfPossession', 'proof_of_possession'),
     };
   } else if (csrPresent) {
-    key = {
-      kind: 'csr',
-      pem: bytes(body, 'certificateSigningRequest', 'certificate_signing_request').toString(
-        'latin1',
-      ),
-    };
+    const csr = bytes(body, 'certificateSigningRequest', 'certificate_signing_request');
+    // Fulcio looks at the CSR only when it is non-empty (len > 0); an empty one is no key at
+    // all, refused as an unparsable public key (as gRPC's keyOf does).
+    if (csr.length > 0) key = { kind: 'csr', pem: csr.toString('latin1') };
   }
   return { token: bodyToken || tokenFromAuthorization(authorization), key };
 }

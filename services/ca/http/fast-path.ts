@@ -5,13 +5,7 @@ import { healthAnswer } from './health';
 import { sendJson } from './render';
 import { requestIdentity } from './request-context';
 import { ROUTES, pathOf } from './routes';
-import {
-  allowAnyOrigin,
-  closeWhenDraining,
-  observeRequest,
-  signingHandler,
-  type ApiVersion,
-} from './signing';
+import { allowAnyOrigin, observeRequest, signingHandler, type ApiVersion } from './signing';
 
 /**
  * The API as a node:http request listener. The signing route, which carries nearly all of
@@ -52,7 +46,6 @@ function healthHandler(deps: ApiDeps) {
     if (!answer) return false;
     const incoming = req.headers['x-request-id'];
     requestIdentity(deps.logger, Array.isArray(incoming) ? incoming[0] : incoming, res);
-    closeWhenDraining(deps.health.ready, res);
     observeRequest(deps.metrics, req, res, () => path);
     allowAnyOrigin(req, res);
     sendJson(res, answer.status, answer.body);
@@ -66,7 +59,6 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     metrics: deps.metrics,
     logger: deps.logger,
     maxRequestBytes: deps.maxRequestBytes,
-    ready: deps.health.ready,
     ...(deps.trustedProxies ? { trustedProxies: deps.trustedProxies } : {}),
   });
   const health = healthHandler(deps);

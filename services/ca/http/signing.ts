@@ -39,8 +39,6 @@ export interface SigningRouteDeps {
   readonly metrics: HttpMetrics;
   readonly logger: Logger;
   readonly maxRequestBytes: number;
-  /** False while draining. */
-  readonly ready: () => boolean;
   /**
    * Proxies whose X-Forwarded-For is believed (proxy-addr values: addresses, CIDRs,
    * `loopback`, `linklocal`, `uniquelocal`). Empty: the socket's peer is the client.
@@ -54,11 +52,6 @@ export type SigningHandler = (
   version: ApiVersion,
   path: string,
 ) => Promise<void>;
-
-/** While draining, every answer closes its connection, so keep-alive clients move on. */
-export function closeWhenDraining(ready: () => boolean, res: ServerResponse): void {
-  if (!ready()) res.setHeader('Connection', 'close');
-}
 
 /** The request duration histogram, labelled with the route once the answer is sent. */
 export function observeRequest(
@@ -162,7 +155,6 @@ export function signingHandler(deps: SigningRouteDeps): SigningHandler {
   const clientAddress = clientAddressOf(deps.trustedProxies);
   return async (req, res, version, path) => {
     const { requestId, log } = requestIdentity(deps.logger, header(req, 'x-request-id'), res);
-    closeWhenDraining(deps.ready, res);
     observeRequest(deps.metrics, req, res, () => path);
     allowAnyOrigin(req, res);
     try {

@@ -61,11 +61,34 @@ function parseCsrDer(pemText: string): pkijs.CertificationRequest {
   }
   if (asn.offset === -1 || asn.offset !== block.der.length)
     throw new CaError('invalid_csr', 'CSR DER is malformed');
+  let csr: pkijs.CertificationRequest;
   try {
-    return new pkijs.CertificationRequest({ schema: asn.result });
+    csr = new pkijs.CertificationRequest({ schema: asn.result });
   } catch (err) {
     throw new CaError('invalid_csr', `CSR structure is invalid: ${(err as Error).message}`);
   }
+  if (!hasAttributesField(asn.result))
+    throw new CaError('invalid_csr', 'CSR has no attributes field');
+  return csr;
+}
+
+/**
+ * RFC 2986: certificationRequestInfo ends with `attributes [0] IMPLICIT SET`, mandatory even
+ * when empty. pkijs treats it as optional; Go's x509.ParseCertificateRequest (Fulcio) refuses a
+ * request without it, so mayfly does too.
+ */
+function hasAttributesField(outer: asn1js.AsnType): boolean {
+  const info = outer instanceof asn1js.Sequence ? outer.valueBlock.value[0] : undefined;
+  if (!(info instanceof asn1js.Sequence)) return false;
+  const fields = info.valueBlock.value;
+  const last = fields[3];
+  return (
+    fields.length === 4 &&
+    last !== undefined &&
+    last.idBlock.tagClass === 3 &&
+    last.idBlock.tagNumber === 0 &&
+    last.idBlock.isConstructed
+  );
 }
 
 function schemeOf(csr: pkijs.CertificationRequest): SignatureScheme | undefined {

@@ -134,12 +134,47 @@ function readKeyDer(content: Uint8Array | string): KeyDer {
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : Buffer.from(content);
   if (bytes.length === 0) throw new CaError('invalid_public_key', 'public key not provided');
   const text = bytes.toString('latin1');
-  if (!text.includes('-----BEGIN')) return { der: bytes, type: 'spki' };
+  if (!text.includes('-----BEGIN')) return wholeDer({ der: bytes, type: 'spki' });
   const block = decodePemBlocks(text)[0];
   if (!block) throw new CaError('invalid_public_key', 'PEM public key could not be decoded');
-  if (block.type === 'PUBLIC KEY') return { der: block.der, type: 'spki' };
-  if (block.type === 'RSA PUBLIC KEY') return { der: block.der, type: 'pkcs1' };
+  if (block.type === 'PUBLIC KEY') return wholeDer({ der: block.der, type: 'spki' });
+  if (block.type === 'RSA PUBLIC KEY') return wholeDer({ der: block.der, type: 'pkcs1' });
   throw new CaError('invalid_public_key', `unexpected PEM type ${block.type}`);
+}
+
+/**
+ * The key DER must be exactly one TLV. OpenSSL's decoder stops after the first value and
+ * ignores what follows; Go's x509.ParsePKIXPublicKey and ParsePKCS1PublicKey (Fulcio,
+ * cosign, every Go verifier) refuse trailing data, so mayfly does too.
+ */
+function wholeDer(read: KeyDer): KeyDer {
+  const length = tlvLength(read.der);
+  if (length !== read.der.length) {
+    throw new CaError(
+      'invalid_public_key',
+      length === undefined
+        ? `${read.type} DER has no complete outer value`
+        : `trailing data after the ${read.type} key (${read.der.length - length} bytes)`,
+    );
+  }
+  return read;
+}
+
+/**
+ * The total length (header and content) of the TLV at the start of `der`: single-byte tag,
+ * definite length. undefined when there is no such complete TLV (the parser says why).
+ */
+function tlvLength(der: Buffer): number | undefined {
+  if (der.length < 2 || (der[0]! & 0x1f) === 0x1f) return undefined;
+  const first = der[1]!;
+  if (first < 0x80) return 2 + first <= der.length ? 2 + first : undefined;
+  const octets = first & 0x7f;
+  // 0x80 is BER's indefinite length; more than 4 length octets is beyond any key.
+  if (octets === 0 || octets > 4 || der.length < 2 + octets) return undefined;
+  let length = 0;
+  for (let i = 0; i < octets; i++) length = length * 256 + der[2 + i]!;
+  const total = 2 + octets + length;
+  return total <= der.length ? total : undefined;
 }
 
 /** The key in `der` through OpenSSL (JWK import for canonical forms), with the key policy. */

@@ -1,4 +1,4 @@
-import { execSync, spawn } from 'node:child_process';
+import { execSync, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   cpSync,
@@ -113,6 +113,28 @@ test('the image builds with the CI steps and its runtime stage serves as the num
     expect([dev, installed(dev)]).toEqual([dev, !devOnly]);
   }
   expect(existsSync(join(app, 'dist/services/ca/main.js'))).toBe(true);
+  // The other deployables run from the same image; the development issuer is not in it.
+  for (const entry of ['tsa', 'prober', 'ctlog', 'cli'])
+    expect([entry, existsSync(join(app, `dist/services/${entry}/main.js`))]).toEqual([entry, true]);
+  expect(existsSync(join(app, 'dist/services/dev-issuer'))).toBe(false);
+  // So `mayfly serve --dev-issuer` in the image says why it cannot, and starts nothing.
+  const serve = spawnSync(
+    process.execPath,
+    ['dist/services/cli/main.js', 'serve', '--dev-issuer'],
+    {
+      cwd: app,
+      env: { PATH: process.env.PATH ?? '', ...result.env },
+      encoding: 'utf8',
+      timeout: 30_000,
+    },
+  );
+  expect([serve.status, serve.stderr]).toEqual([
+    2,
+    expect.stringContaining('the container image leaves it out'),
+  ]);
+  expect(existsSync(join(built.get('build')!.dir, 'src/dist/services/dev-issuer/main.js'))).toBe(
+    true,
+  );
   expect(existsSync(join(app, 'dist/scripts'))).toBe(false);
   const before = readdirSync(app).sort();
 

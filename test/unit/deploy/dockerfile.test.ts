@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadServerConfig } from '../../../services/ca/config/loader';
 import { CA_ENV, CA_NODE_ARGS } from '../../../services/common/ca-runtime';
@@ -84,15 +84,25 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('ships only the compiled service, production node_modules and config', () => {
+  it('ships only the compiled services, production node_modules and config', () => {
     const copies = runtime.instructions.filter((i) => i.keyword === 'COPY');
+    // Every deployable's folder (and the shared one) but the development OIDC issuer's: the
+    // CA refuses to start with it, and it runs as its own process from a checkout. A new
+    // folder under services/ fails here until it is copied or left out on purpose.
+    const shipped = readdirSync(join(root, 'services'), { withFileTypes: true })
+      .filter((e) => e.isDirectory() && e.name !== 'dev-issuer')
+      .map((e) => e.name)
+      .sort();
+    expect(shipped).toEqual(expect.arrayContaining(['ca', 'common', 'tsa']));
     expect(copies.map((c) => [c.flags.from ?? '(context)', c.args])).toEqual([
       ['build', '/src/package.json ./package.json'],
       ['build', '/src/node_modules ./node_modules'],
-      ['build', '/src/dist/services ./dist/services'],
+      ...shipped.map((d) => ['build', `/src/dist/services/${d} ./dist/services/${d}`]),
       ['build', '/src/services/common/grpc/proto ./dist/services/common/grpc/proto'],
       ['(context)', 'config ./config'],
     ]);
+    // Nothing of the development issuer, under any path, in the CA's stage.
+    expect(copies.map((c) => c.args).join('\n')).not.toMatch(/dev-issuer|dist\/services /);
     // node_modules comes from the build stage after `npm prune --omit=dev`.
     expect(runs(build)[runs(build).length - 1]).toMatch(/^npm prune --omit=dev/);
   });

@@ -56,6 +56,7 @@ function pssCsr(key: TestKey, saltLength: number, corrupt = false): string {
   csr.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(
     key.publicKey.export({ type: 'spki', format: 'der' }),
   );
+  csr.attributes = [];
   const sha256 = new pkijs.AlgorithmIdentifier({
     algorithmId: SHA256_OID,
     algorithmParams: new asn1js.Null(),
@@ -180,6 +181,20 @@ describe('verifyCsr refuses what is not a parsable PEM CSR (invalid_csr)', () =>
     const der = derOf(makeCsr(makeKey('p256')));
     const padded = Buffer.concat([der, Buffer.from([0x00, 0x00])]);
     expect(refusal(toPem('CERTIFICATE REQUEST', padded)).code).toBe('invalid_csr');
+  });
+
+  test('refuses a CSR without its attributes field (mandatory in RFC 2986, as in Go)', () => {
+    for (const kind of ['p256', 'rsa2048', 'ed25519'] as const) {
+      const key = makeKey(kind);
+      // The same request with the (empty) field is accepted: only its absence is refused.
+      expect(() => verifyCsr(makeCsr(key))).not.toThrow();
+      const error = refusal(makeCsr(key, { withoutAttributes: true }));
+      expect([kind, error.code, error.detail]).toEqual([
+        kind,
+        'invalid_csr',
+        'CSR has no attributes field',
+      ]);
+    }
   });
 
   test('refuses well-formed DER that is not a CertificationRequest', () => {

@@ -245,17 +245,43 @@ describe('the JWK import of canonical EC and Ed25519 keys (the fast path)', () =
     expect(() => parsePublicKey(der)).toThrow(CaError);
   });
 
-  test('a P-256 SPKI with trailing bytes is not taken by the fast path', async () => {
+  test('an SPKI with trailing bytes is refused, as Go refuses it ("trailing data")', async () => {
+    // OpenSSL's DER decoder reads the key and ignores what follows; Go's
+    // x509.ParsePKIXPublicKey (Fulcio) refuses it. Both paths, every key kind, DER and PEM.
+    for (const kind of ['p256', 'p384', 'rsa2048', 'ed25519'] as const) {
+      const canonical = spkiOf(makeKey(kind).publicKey);
+      for (const extra of [Buffer.from([0]), Buffer.from('3000', 'hex'), canonical]) {
+        const der = Buffer.concat([canonical, extra]);
+        for (const content of [der, toPem('PUBLIC KEY', der)]) {
+          const err = refusal(content);
+          expect([kind, err.code, err.detail]).toEqual([
+            kind,
+            'invalid_public_key',
+            `trailing data after the spki key (${extra.length} bytes)`,
+          ]);
+          await expect(importPublicKey(content)).rejects.toMatchObject({
+            code: 'invalid_public_key',
+          });
+        }
+      }
+    }
+  });
+
+  test('a PKCS#1 RSA PUBLIC KEY with trailing bytes is refused, as Go refuses it', () => {
+    const pkcs1 = makeKey('rsa2048').publicKey.export({ type: 'pkcs1', format: 'der' });
+    const err = refusal(toPem('RSA PUBLIC KEY', Buffer.concat([pkcs1, Buffer.from([5])])));
+    expect([err.code, err.detail]).toEqual([
+      'invalid_public_key',
+      'trailing data after the pkcs1 key (1 bytes)',
+    ]);
+  });
+
+  test('an SPKI cut short or in indefinite-length BER is refused as unparsable', () => {
     const canonical = spkiOf(makeKey('p256').publicKey);
-    const der = Buffer.concat([canonical, Buffer.from([0])]);
-    // The fast paths take a canonical SPKI as it is sent; this one is not canonical (its
-    // length), so it goes through OpenSSL's DER decoder, which reads the key and ignores the
-    // extra byte: what goes into a certificate is OpenSSL's encoding, never the bytes sent.
-    const parsed = parsePublicKey(der);
-    expect(Buffer.from(parsed.spki)).toEqual(canonical);
-    expect(parsed.algorithm).toEqual({ kind: 'ecdsa', curve: 'P-256' });
-    const imported = await importPublicKey(der);
-    expect(Buffer.from(imported.spki)).toEqual(canonical);
+    expectRefused(canonical.subarray(0, canonical.length - 1), 'invalid_public_key');
+    // SEQUENCE with indefinite length (0x80) and end-of-contents: BER, not DER.
+    const ber = Buffer.concat([Buffer.from([0x30, 0x80]), canonical.subarray(2), Buffer.alloc(2)]);
+    expectRefused(ber, 'invalid_public_key');
   });
 });
 
