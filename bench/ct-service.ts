@@ -64,6 +64,35 @@ async function startLog(
   };
 }
 
+/** The log's own histograms (sum, count, cumulative buckets), read from its /metrics. */
+async function logHistograms(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m =
+      /^(mayfly_ctlog_(?:sequencing_duration_seconds|integration_delay_seconds|sequencing_batch_size)_(?:sum|count|bucket)(?:\{[^}]*\})?) ([\d.e+-]+)$/.exec(
+        line,
+      );
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+/** Means and the share within some bounds between two scrapes, as a line. */
+function logTimings(before: Map<string, number>, after: Map<string, number>): string {
+  const d = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+  const mean = (name: string) => d(`${name}_sum`) / Math.max(1, d(`${name}_count`));
+  const share = (name: string, le: string) =>
+    d(`${name}_bucket{le="${le}"}`) / Math.max(1, d(`${name}_count`));
+  const integration = 'mayfly_ctlog_integration_delay_seconds';
+  return [
+    `${d('mayfly_ctlog_sequencing_duration_seconds_count')} batches of ${mean('mayfly_ctlog_sequencing_batch_size').toFixed(1)} entries on average`,
+    `a batch took ${(mean('mayfly_ctlog_sequencing_duration_seconds') * 1000).toFixed(1)} ms on average`,
+    `a submission waited ${(mean(integration) * 1000).toFixed(1)} ms on average from queued to sequenced`,
+    `${(share(integration, '0.1') * 100).toFixed(1)} % within 100 ms, ${(share(integration, '0.15') * 100).toFixed(1)} % within 150 ms, ${(share(integration, '0.25') * 100).toFixed(1)} % within 250 ms`,
+  ].join('; ');
+}
+
 function pgPids(pg: PostgresProcess | undefined): number[] {
   if (!pg) return [];
   const pid = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -220,6 +249,7 @@ async function main(): Promise<void> {
       const before = treeCpuSeconds(side);
       const threadsBefore = threadSamples(server.pid);
       const logBefore = treeCpuSeconds([ctlog.pid]);
+      const histogramsBefore = await logHistograms(ctlog.url);
       const r = await runPaced({
         url: server.url,
         requests,
@@ -241,6 +271,10 @@ async function main(): Promise<void> {
       );
       const logMs =
         ((treeCpuSeconds([ctlog.pid]) - logBefore) / Math.max(1, r.certificates)) * 1000;
+      if (server === on)
+        log(
+          `ct-service: the log while paced: ${logTimings(histogramsBefore, await logHistograms(ctlog.url))}`,
+        );
       log(
         `ct-service: while ${server.name} was paced, CPU ms per certificate: the log ${logMs.toFixed(3)}, PostgreSQL ${((sideCpu / Math.max(1, r.certificates)) * 1000 - logMs).toFixed(3)}`,
       );
