@@ -11,32 +11,27 @@
  * - a PKCS#10 request without its mandatory `attributes [0]` field;
  * - `"certificateSigningRequest": ""` on v2, which Fulcio treats as no CSR at all.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { createLogger } from '../../services/common/logger';
 import { makeTestCa } from '../helpers/ca-files';
-import { goTool } from '../helpers/go-refs';
 import { makeCsr, makeKey, proofFor, toPem, type TestKey } from '../helpers/keys';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
-import { freePort } from '../helpers/redis';
 import { logSink } from '../helpers/security';
-import { until } from '../helpers/wait';
+import { startFulcio, type RunningFulcio } from '../helpers/fulcio';
 
 jest.setTimeout(120_000);
 
 const EMAIL = 'diff-http@example.com';
 let work: string;
 let mayfly: TestCa;
-let fulcio: ChildProcess;
-let fulcioUrl: string;
-let fulcioLog = '';
+let fulcio: RunningFulcio;
 const operational = logSink();
 
 beforeAll(async () => {
-  const fulcioBin = goTool('fulcio');
   work = mkdtempSync(join(tmpdir(), 'mayfly-fulcio-http-diff-'));
   const caFiles = await makeTestCa('fulcio-http-diff-password');
   writeFileSync(join(work, 'chain.pem'), caFiles.chainPem);
@@ -53,57 +48,18 @@ beforeAll(async () => {
     logger: createLogger('debug', operational.stream),
   });
   await mayfly.listen();
-  const identity = join(work, 'config.json');
-  writeFileSync(
-    identity,
-    JSON.stringify({
-      OIDCIssuers: {
-        [mayfly.issuer.url]: { IssuerURL: mayfly.issuer.url, ClientID: 'sigstore', Type: 'email' },
-      },
-    }),
-  );
-  const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  fulcioUrl = `http://127.0.0.1:${httpPort}`;
-  fulcio = spawn(
-    fulcioBin,
-    [
-      'serve',
-      '--ca=fileca',
-      `--fileca-cert=${join(work, 'chain.pem')}`,
-      `--fileca-key=${join(work, 'key.pem')}`,
-      `--fileca-key-passwd=${caFiles.password!}`,
-      '--fileca-watch=false',
-      `--config-path=${identity}`,
-      '--ct-log-url=',
-      '--host=127.0.0.1',
-      `--port=${httpPort}`,
-      '--grpc-host=127.0.0.1',
-      `--grpc-port=${grpcPort}`,
-      `--metrics-port=${metricsPort}`,
-      // An abstract socket of its own: other Fulcio processes on the machine use the default.
-      `--legacy-unix-domain-socket=@mayfly-http-diff-${process.pid}-${grpcPort}`,
-      '--log_type=prod',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], cwd: work },
-  );
-  fulcio.stdout!.on('data', (d: Buffer) => (fulcioLog += d.toString()));
-  fulcio.stderr!.on('data', (d: Buffer) => (fulcioLog += d.toString()));
-  await until(
-    async () => {
-      if (fulcio.exitCode !== null) throw new Error(`fulcio exited: ${fulcioLog}`);
-      try {
-        return (await fetch(`${fulcioUrl}/api/v2/trustBundle`)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-    'Fulcio to serve HTTP',
-    60_000,
-  );
+  fulcio = await startFulcio({
+    work: work,
+    chainFile: join(work, 'chain.pem'),
+    keyFile: join(work, 'key.pem'),
+    keyPassword: caFiles.password!,
+    issuerUrl: mayfly.issuer.url,
+    tag: 'http-diff',
+  });
 }, 900_000);
 
 afterAll(async () => {
-  fulcio?.kill('SIGKILL');
+  fulcio?.stop();
   await mayfly?.close();
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -233,7 +189,7 @@ describe('hostile keys and CSRs get Fulcio’s answer on both API versions', () 
     const token = await mayfly.issuer.mintEmail(EMAIL);
     const fulcioView: [string, number, unknown][] = [];
     for (const [name, version, body] of rows) {
-      const a = await post(fulcioUrl, version, token, body);
+      const a = await post(fulcio.url, version, token, body);
       fulcioView.push([name, a.status, a.body]);
     }
     const signsBefore = mayfly.signCount();

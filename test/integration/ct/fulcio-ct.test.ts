@@ -6,7 +6,7 @@
  * files and the same log, produces a certificate of the same shape: the same extensions in
  * the same order, the SCT list last and non-critical.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,12 +14,11 @@ import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import type { CtlogApp } from '../../../services/ctlog/app';
 import { makeTestCa } from '../../helpers/ca-files';
-import { buildGo, goTool } from '../../helpers/go-refs';
+import { buildGo } from '../../helpers/go-refs';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v2Body, type TestCa } from '../../helpers/mayfly';
-import { freePort } from '../../helpers/redis';
-import { until } from '../../helpers/wait';
 import { startTestCtlog } from '../../helpers/ctlog';
+import { startFulcio, type RunningFulcio } from '../../helpers/fulcio';
 
 jest.setTimeout(120_000);
 
@@ -28,12 +27,9 @@ const SCT_LIST = '1.3.6.1.4.1.11129.2.4.2';
 let work: string;
 let log: CtlogApp;
 let mayfly: TestCa;
-let fulcio: ChildProcess;
-let fulcioUrl: string;
-let fulcioLog = '';
+let fulcio: RunningFulcio;
 
 beforeAll(async () => {
-  const fulcioBin = goTool('fulcio');
   work = mkdtempSync(join(tmpdir(), 'mayfly-fulcio-ct-'));
   const caFiles = await makeTestCa('fulcio-ct-password');
   writeFileSync(join(work, 'chain.pem'), caFiles.chainPem);
@@ -53,57 +49,19 @@ beforeAll(async () => {
       MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile,
     },
   });
-  const identity = join(work, 'config.json');
-  writeFileSync(
-    identity,
-    JSON.stringify({
-      OIDCIssuers: {
-        [mayfly.issuer.url]: { IssuerURL: mayfly.issuer.url, ClientID: 'sigstore', Type: 'email' },
-      },
-    }),
-  );
-  const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  fulcioUrl = `http://127.0.0.1:${httpPort}`;
-  fulcio = spawn(
-    fulcioBin,
-    [
-      'serve',
-      '--ca=fileca',
-      `--fileca-cert=${join(work, 'chain.pem')}`,
-      `--fileca-key=${join(work, 'key.pem')}`,
-      `--fileca-key-passwd=${caFiles.password!}`,
-      '--fileca-watch=false',
-      `--config-path=${identity}`,
-      `--ct-log-url=${log.url}`,
-      `--ct-log-public-key-path=${logKeyFile}`,
-      '--host=127.0.0.1',
-      `--port=${httpPort}`,
-      '--grpc-host=127.0.0.1',
-      `--grpc-port=${grpcPort}`,
-      `--metrics-port=${metricsPort}`,
-      `--legacy-unix-domain-socket=@mayfly-fulcio-ct-${process.pid}-${grpcPort}`,
-      '--log_type=prod',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], cwd: work },
-  );
-  fulcio.stdout!.on('data', (d: Buffer) => (fulcioLog += d.toString()));
-  fulcio.stderr!.on('data', (d: Buffer) => (fulcioLog += d.toString()));
-  await until(
-    async () => {
-      if (fulcio.exitCode !== null) throw new Error(`fulcio exited: ${fulcioLog}`);
-      try {
-        return (await fetch(`${fulcioUrl}/api/v2/trustBundle`)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-    'Fulcio to serve HTTP',
-    60_000,
-  );
+  fulcio = await startFulcio({
+    work: work,
+    chainFile: join(work, 'chain.pem'),
+    keyFile: join(work, 'key.pem'),
+    keyPassword: caFiles.password!,
+    issuerUrl: mayfly.issuer.url,
+    ctLog: { url: log.url, publicKeyFile: logKeyFile },
+    tag: 'fulcio-ct',
+  });
 }, 900_000);
 
 afterAll(async () => {
-  fulcio?.kill('SIGKILL');
+  fulcio?.stop();
   await mayfly?.close();
   await log?.close();
   rmSync(work, { recursive: true, force: true });
@@ -118,7 +76,7 @@ async function signWith(url: string): Promise<string[]> {
     body: JSON.stringify(v2Body(token, key.pem, proofFor(key, EMAIL))),
   });
   const text = await res.text();
-  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${text}\n${fulcioLog}`);
+  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${text}\n${fulcio.output()}`);
   const body = JSON.parse(text) as {
     signedCertificateEmbeddedSct?: { chain: { certificates: string[] } };
   };
@@ -153,14 +111,14 @@ function extensionsOf(certPem: string): { oid: string; critical: boolean }[] {
 }
 
 test('Fulcio gets verifiable SCTs from mayfly’s log and embeds them', async () => {
-  const chain = await signWith(fulcioUrl);
+  const chain = await signWith(fulcio.url);
   expect(ctGoCheck(chain)).toMatch(
     new RegExp(`^sct log=${log.key.logId.toString('hex')} timestamp=\\d+ verified$`, 'm'),
   );
 });
 
 test('mayfly’s certificate has the shape of Fulcio’s: same extensions, same order, SCT list last', async () => {
-  const fromFulcio = await signWith(fulcioUrl);
+  const fromFulcio = await signWith(fulcio.url);
   const fromMayfly = await signWith(mayfly.url || (await mayfly.listen()));
   ctGoCheck(fromMayfly);
   const a = extensionsOf(fromFulcio[0]!);

@@ -1,16 +1,15 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pkijs from 'pkijs';
 import { makeTestCa } from '../../helpers/ca-files';
-import { buildGo, goTool } from '../../helpers/go-refs';
+import { buildGo } from '../../helpers/go-refs';
 import { startTestGrpc, type TestGrpc } from '../../helpers/grpc';
 import { makeCsr, makeKey, proofFor, toPem, weakKeys, type TestKey } from '../../helpers/keys';
 import { startTestCa, type TestCa } from '../../helpers/mayfly';
-import { until } from '../../helpers/wait';
+import { startFulcio, type RunningFulcio } from '../../helpers/fulcio';
 
 /**
  * The differential run: Fulcio's own server (built from Debian's source package by
@@ -37,21 +36,8 @@ interface GoResult {
 const EMAIL = 'diff@example.com';
 let mayfly: TestCa;
 let grpc: TestGrpc;
-let fulcio: ChildProcess;
-let fulcioAddress: string;
-let fulcioLog = '';
+let fulcio: RunningFulcio;
 let client: string;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function run(address: string, ops: object[]): Promise<GoResult[]> {
   return new Promise((resolve, reject) => {
@@ -92,12 +78,11 @@ function opensslCsr(key: TestKey, corrupt = false): string {
 
 /** Both servers' answers to the same operations. */
 async function both(ops: object[]): Promise<{ fulcio: GoResult[]; mayfly: GoResult[] }> {
-  const [f, m] = await Promise.all([run(fulcioAddress, ops), run(grpc.address, ops)]);
+  const [f, m] = await Promise.all([run(fulcio.grpcAddress, ops), run(grpc.address, ops)]);
   return { fulcio: f, mayfly: m };
 }
 
 beforeAll(async () => {
-  const fulcioBin = goTool('fulcio');
   client = buildGo('test/go/fulcio-grpc-client');
   const dir = mkdtempSync(join(tmpdir(), 'mayfly-fulcio-diff-'));
   const caFiles = await makeTestCa('fulcio-diff-password');
@@ -114,55 +99,20 @@ beforeAll(async () => {
     },
   });
   grpc = await startTestGrpc(mayfly);
-  // Fulcio's identity config (its JSON form) trusting the same issuer, as email.
-  const identity = join(dir, 'config.json');
-  writeFileSync(
-    identity,
-    JSON.stringify({
-      OIDCIssuers: {
-        [mayfly.issuer.url]: { IssuerURL: mayfly.issuer.url, ClientID: 'sigstore', Type: 'email' },
-      },
-    }),
-  );
-  const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  fulcioAddress = `127.0.0.1:${grpcPort}`;
-  fulcio = spawn(
-    fulcioBin,
-    [
-      'serve',
-      '--ca=fileca',
-      `--fileca-cert=${join(dir, 'chain.pem')}`,
-      `--fileca-key=${join(dir, 'key.pem')}`,
-      `--fileca-key-passwd=${caFiles.password!}`,
-      '--fileca-watch=false',
-      `--config-path=${identity}`,
-      '--ct-log-url=',
-      '--host=127.0.0.1',
-      `--port=${httpPort}`,
-      '--grpc-host=127.0.0.1',
-      `--grpc-port=${grpcPort}`,
-      `--metrics-port=${metricsPort}`,
-      // An abstract socket of its own: other Fulcio processes on the machine use the default.
-      `--legacy-unix-domain-socket=@mayfly-diff-${process.pid}-${grpcPort}`,
-      '--log_type=prod',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir },
-  );
-  fulcio.stdout!.on('data', (d: Buffer) => (fulcioLog += d.toString()));
-  fulcio.stderr!.on('data', (d: Buffer) => (fulcioLog += d.toString()));
-  await until(
-    async () => {
-      if (fulcio.exitCode !== null) throw new Error(`fulcio exited: ${fulcioLog}`);
-      const [health] = await run(fulcioAddress, [{ op: 'trustBundle' }]);
-      return health?.code === 'OK';
-    },
-    'Fulcio to serve gRPC',
-    60_000,
-  );
+  // Fulcio, trusting the same issuer (as email).
+  fulcio = await startFulcio({
+    work: dir,
+    chainFile: join(dir, 'chain.pem'),
+    keyFile: join(dir, 'key.pem'),
+    keyPassword: caFiles.password!,
+    issuerUrl: mayfly.issuer.url,
+    tag: 'diff',
+    ready: async (f) => (await run(f.grpcAddress, [{ op: 'trustBundle' }]))[0]?.code === 'OK',
+  });
 }, 900_000);
 
 afterAll(async () => {
-  fulcio?.kill('SIGKILL');
+  fulcio?.stop();
   grpc?.close();
   await mayfly?.close();
 });
