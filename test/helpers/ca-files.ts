@@ -44,6 +44,40 @@ export async function makeTestCa(password?: string): Promise<TestCaFiles> {
   };
 }
 
+/** A test CA written to files, for mayfly's file CA and Fulcio's `--ca=fileca` alike. */
+export interface WrittenCa {
+  readonly files: TestCaFiles;
+  readonly chainFile: string;
+  readonly keyFile: string;
+  readonly password: string;
+  /** mayfly's settings for it (file CA, password file, no reload). */
+  readonly env: Record<string, string>;
+}
+
+/** Makes a test CA with an encrypted key and writes chain.pem, key.pem and key-password in `dir`. */
+export async function writeFileCa(dir: string, password: string): Promise<WrittenCa> {
+  const files = await makeTestCa(password);
+  const chainFile = join(dir, 'chain.pem');
+  const keyFile = join(dir, 'key.pem');
+  const passwordFile = join(dir, 'key-password');
+  writeFileSync(chainFile, files.chainPem);
+  writeFileSync(keyFile, files.keyPem);
+  writeFileSync(passwordFile, password);
+  return {
+    files,
+    chainFile,
+    keyFile,
+    password,
+    env: {
+      MAYFLY_CA: 'file',
+      MAYFLY_CA_CERT: chainFile,
+      MAYFLY_CA_KEY: keyFile,
+      MAYFLY_CA_KEY_PASSWORD_FILE: passwordFile,
+      MAYFLY_CA_RELOAD_INTERVAL_MS: '0',
+    },
+  };
+}
+
 /** The file names a mounted CA Secret has (see k8s/overlays/production). */
 export const SECRET_FILES = [
   'chain.pem',

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { createLogger } from '../../services/common/logger';
-import { makeTestCa } from '../helpers/ca-files';
+import { writeFileCa } from '../helpers/ca-files';
 import { makeCsr, makeKey, proofFor, toPem, type TestKey } from '../helpers/keys';
 import { startTestCa, type TestCa } from '../helpers/mayfly';
 import { logSink } from '../helpers/security';
@@ -33,26 +33,19 @@ const operational = logSink();
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'mayfly-fulcio-http-diff-'));
-  const caFiles = await makeTestCa('fulcio-http-diff-password');
-  writeFileSync(join(work, 'chain.pem'), caFiles.chainPem);
-  writeFileSync(join(work, 'key.pem'), caFiles.keyPem);
-  writeFileSync(join(work, 'key-password'), caFiles.password!);
+  const ca = await writeFileCa(work, 'fulcio-http-diff-password');
   mayfly = await startTestCa({
     env: {
-      MAYFLY_CA: 'file',
-      MAYFLY_CA_CERT: join(work, 'chain.pem'),
-      MAYFLY_CA_KEY: join(work, 'key.pem'),
-      MAYFLY_CA_KEY_PASSWORD_FILE: join(work, 'key-password'),
-      MAYFLY_CA_RELOAD_INTERVAL_MS: '0',
+      ...ca.env,
     },
     logger: createLogger('debug', operational.stream),
   });
   await mayfly.listen();
   fulcio = await startFulcio({
     work: work,
-    chainFile: join(work, 'chain.pem'),
-    keyFile: join(work, 'key.pem'),
-    keyPassword: caFiles.password!,
+    chainFile: ca.chainFile,
+    keyFile: ca.keyFile,
+    keyPassword: ca.password,
     issuerUrl: mayfly.issuer.url,
     tag: 'http-diff',
   });

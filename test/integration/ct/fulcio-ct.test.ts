@@ -8,12 +8,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import type { CtlogApp } from '../../../services/ctlog/app';
-import { makeTestCa } from '../../helpers/ca-files';
+import { writeFileCa } from '../../helpers/ca-files';
 import { buildGo } from '../../helpers/go-refs';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { startTestCa, v2Body, type TestCa } from '../../helpers/mayfly';
@@ -31,29 +31,22 @@ let fulcio: RunningFulcio;
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'mayfly-fulcio-ct-'));
-  const caFiles = await makeTestCa('fulcio-ct-password');
-  writeFileSync(join(work, 'chain.pem'), caFiles.chainPem);
-  writeFileSync(join(work, 'key.pem'), caFiles.keyPem);
-  writeFileSync(join(work, 'key-password'), caFiles.password!);
-  const started = await startTestCtlog({ roots: [{ der: Buffer.from(caFiles.root.raw) }], work });
+  const ca = await writeFileCa(work, 'fulcio-ct-password');
+  const started = await startTestCtlog({ roots: [{ der: Buffer.from(ca.files.root.raw) }], work });
   log = started.app;
   const logKeyFile = started.keyFile;
   mayfly = await startTestCa({
     env: {
-      MAYFLY_CA: 'file',
-      MAYFLY_CA_CERT: join(work, 'chain.pem'),
-      MAYFLY_CA_KEY: join(work, 'key.pem'),
-      MAYFLY_CA_KEY_PASSWORD_FILE: join(work, 'key-password'),
-      MAYFLY_CA_RELOAD_INTERVAL_MS: '0',
+      ...ca.env,
       MAYFLY_CT_LOG_URL: log.url,
       MAYFLY_CT_LOG_PUBLIC_KEY_FILE: logKeyFile,
     },
   });
   fulcio = await startFulcio({
     work: work,
-    chainFile: join(work, 'chain.pem'),
-    keyFile: join(work, 'key.pem'),
-    keyPassword: caFiles.password!,
+    chainFile: ca.chainFile,
+    keyFile: ca.keyFile,
+    keyPassword: ca.password,
     issuerUrl: mayfly.issuer.url,
     ctLog: { url: log.url, publicKeyFile: logKeyFile },
     tag: 'fulcio-ct',

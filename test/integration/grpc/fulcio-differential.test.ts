@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pkijs from 'pkijs';
-import { makeTestCa } from '../../helpers/ca-files';
+import { writeFileCa } from '../../helpers/ca-files';
 import { buildGo } from '../../helpers/go-refs';
 import { startTestGrpc, type TestGrpc } from '../../helpers/grpc';
 import { makeCsr, makeKey, proofFor, toPem, weakKeys, type TestKey } from '../../helpers/keys';
@@ -85,26 +85,19 @@ async function both(ops: object[]): Promise<{ fulcio: GoResult[]; mayfly: GoResu
 beforeAll(async () => {
   client = buildGo('test/go/fulcio-grpc-client');
   const dir = mkdtempSync(join(tmpdir(), 'mayfly-fulcio-diff-'));
-  const caFiles = await makeTestCa('fulcio-diff-password');
-  writeFileSync(join(dir, 'chain.pem'), caFiles.chainPem);
-  writeFileSync(join(dir, 'key.pem'), caFiles.keyPem);
-  writeFileSync(join(dir, 'key-password'), caFiles.password!);
+  const ca = await writeFileCa(dir, 'fulcio-diff-password');
   mayfly = await startTestCa({
     env: {
-      MAYFLY_CA: 'file',
-      MAYFLY_CA_CERT: join(dir, 'chain.pem'),
-      MAYFLY_CA_KEY: join(dir, 'key.pem'),
-      MAYFLY_CA_KEY_PASSWORD_FILE: join(dir, 'key-password'),
-      MAYFLY_CA_RELOAD_INTERVAL_MS: '0',
+      ...ca.env,
     },
   });
   grpc = await startTestGrpc(mayfly);
   // Fulcio, trusting the same issuer (as email).
   fulcio = await startFulcio({
     work: dir,
-    chainFile: join(dir, 'chain.pem'),
-    keyFile: join(dir, 'key.pem'),
-    keyPassword: caFiles.password!,
+    chainFile: ca.chainFile,
+    keyFile: ca.keyFile,
+    keyPassword: ca.password,
     issuerUrl: mayfly.issuer.url,
     tag: 'diff',
     ready: async (f) => (await run(f.grpcAddress, [{ op: 'trustBundle' }]))[0]?.code === 'OK',
