@@ -126,7 +126,6 @@ export class CtLog {
     };
   }
 
-  /** Returns the SCT once the entry is sequenced (durably), and whether it was a duplicate. */
   /**
    * Logs a validated entry and resolves with its SCT once it is sequenced (or at once with
    * the SCT already issued for it). The submissions that arrive in one turn of the event loop
@@ -160,11 +159,9 @@ export class CtLog {
     if (fresh.length === 0) return;
     const started = process.hrtime.bigint();
     const waits = fresh.map((s) => this.wait(s.hex));
-    const queued = new Set<string>();
     try {
-      await this.storage.enqueue(
-        fresh.filter((s) => !queued.has(s.hex) && queued.add(s.hex)).map((s) => s.entry),
-      );
+      // A key twice in the group is queued once (the storage contract).
+      await this.storage.enqueue(fresh.map((s) => s.entry));
     } catch (err) {
       // Nobody will await these waiters: they must never fire (an unhandled rejection would
       // stop the process).
