@@ -186,7 +186,7 @@ test('unset, on one CPU (taskset): one process, no cluster', async () => {
 }, 60_000);
 
 test('unset, in Kubernetes: one process per pod', async () => {
-  const proc = await startDefault({ KUBERNETES_SERVICE_HOST: '10.96.0.1' });
+  const proc = await startDefault({ KUBERNETES_SERVICE_HOST: 'kubernetes.default.svc' });
   try {
     expect(proc.line).toMatch(/^one process, no cluster \(default in Kubernetes/);
     expect(proc.workers).toHaveLength(0);

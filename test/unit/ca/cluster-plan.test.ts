@@ -19,7 +19,11 @@ describe('how many worker processes', () => {
     expect(planWorkers(undefined, {}, cores(1)).count).toBe(1);
   });
   test('unset in Kubernetes: one process per pod, whatever the cores', () => {
-    const plan = planWorkers(undefined, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }, never);
+    const plan = planWorkers(
+      undefined,
+      { KUBERNETES_SERVICE_HOST: 'kubernetes.default.svc' },
+      never,
+    );
     expect(plan.count).toBe(1);
     expect(plan.reason).toMatch(/^default in Kubernetes/);
   });
