@@ -46,7 +46,11 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist/services ./dist/services
+# The log's own folder and the shared one, which is all that its entry point imports
+# (test/unit/deploy/dockerfile.test.ts follows the imports): not the CA, not the development
+# OIDC issuer.
+COPY --from=build /src/dist/services/common ./dist/services/common
+COPY --from=build /src/dist/services/ctlog ./dist/services/ctlog
 USER 65532:65532
 # RFC 6962 / static-ct-api and /metrics on one port.
 EXPOSE 6962

@@ -184,4 +184,42 @@ test('the image builds with the CI steps and its runtime stage serves as the num
   } finally {
     child.kill('SIGKILL');
   }
+
+  // The CT log's stage holds only its own folder and the shared one, and the log starts from
+  // it (on its directory backend, in a scratch folder) and answers.
+  const ctlogStage = dockerfile.stages.find((s) => s.name === 'ctlog')!;
+  const ctlogBuilt = built.get('ctlog')!;
+  const ctlogApp = join(ctlogBuilt.dir, ctlogBuilt.workdir);
+  expect(readdirSync(join(ctlogApp, 'dist/services')).sort()).toEqual(['common', 'ctlog']);
+  const ctlogEntry = ctlogStage.instructions.find((i) => i.keyword === 'ENTRYPOINT')!.exec!;
+  let logOut = '';
+  const log = spawn(process.execPath, ctlogEntry.slice(1), {
+    cwd: ctlogApp,
+    env: {
+      PATH: process.env.PATH ?? '',
+      ...ctlogBuilt.env,
+      MAYFLY_CTLOG_HOST: '127.0.0.1',
+      MAYFLY_CTLOG_PORT: '0',
+      MAYFLY_CTLOG_DIR: join(work, 'ctlog-data'),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  log.stdout!.on('data', (d: Buffer) => (logOut += d.toString()));
+  log.stderr!.on('data', (d: Buffer) => (logOut += d.toString()));
+  const logExited = new Promise<number | null>((r) => log.on('exit', (code) => r(code)));
+  try {
+    const match = await waitFor(
+      () => logOut.match(/mayfly-ctlog listening on (http:\/\/\S+)/),
+      `the CT log's listening line (output so far: ${logOut})`,
+      30_000,
+    );
+    const meta = (await (await fetch(`${match[1]!.replace(/\/$/, '')}/log.json`)).json()) as {
+      log_id: string;
+    };
+    expect(meta.log_id).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    log.kill('SIGTERM');
+    expect(await logExited).toBe(0);
+  } finally {
+    log.kill('SIGKILL');
+  }
 }, 240_000);

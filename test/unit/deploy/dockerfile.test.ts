@@ -1,5 +1,5 @@
-import { readFileSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { loadServerConfig } from '../../../services/ca/config/loader';
 import { CA_ENV, CA_NODE_ARGS } from '../../../services/common/ca-runtime';
 import { envOf, readDockerfile, type Stage } from '../../helpers/dockerfile';
@@ -31,6 +31,34 @@ const one = (s: Stage, keyword: string) => {
   expect(found).toHaveLength(1);
   return found[0]!;
 };
+
+/**
+ * The folders of services/ that an entry point needs at run time: its relative imports (and
+ * requires), followed file by file from the TypeScript sources.
+ */
+function importedFolders(entry: string): string[] {
+  const seen = new Set<string>();
+  const queue = [entry];
+  while (queue.length > 0) {
+    const file = queue.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const source = readFileSync(file, 'utf8');
+    for (const m of source.matchAll(
+      /(?:\bfrom|\bimport|\brequire\()\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g,
+    )) {
+      const target = resolve(dirname(file), m[1]!);
+      const found = [`${target}.ts`, join(target, 'index.ts'), target].find(
+        (c) => existsSync(c) && statSync(c).isFile(),
+      );
+      if (!found) throw new Error(`${file}: cannot resolve ${m[1]}`);
+      queue.push(found);
+    }
+  }
+  return [
+    ...new Set([...seen].map((f) => relative(join(root, 'services'), f).split('/')[0]!)),
+  ].sort();
+}
 
 describe('Dockerfile', () => {
   it('is multi-stage, and the final stage is the runtime one', () => {
@@ -105,6 +133,21 @@ describe('Dockerfile', () => {
     expect(copies.map((c) => c.args).join('\n')).not.toMatch(/dev-issuer|dist\/services /);
     // node_modules comes from the build stage after `npm prune --omit=dev`.
     expect(runs(build)[runs(build).length - 1]).toMatch(/^npm prune --omit=dev/);
+  });
+
+  it('ships the CT log stage with only the folders its entry point imports', () => {
+    const ctlog = stage('ctlog');
+    const folders = importedFolders(join(root, 'services/ctlog/main.ts'));
+    expect(folders).toContain('ctlog');
+    expect(folders).not.toContain('dev-issuer');
+    expect(folders).not.toContain('ca');
+    const copies = ctlog.instructions.filter((i) => i.keyword === 'COPY');
+    expect(copies.map((c) => [c.flags.from ?? '(context)', c.args])).toEqual([
+      ['build', '/src/package.json ./package.json'],
+      ['build', '/src/node_modules ./node_modules'],
+      ...folders.map((d) => ['build', `/src/dist/services/${d} ./dist/services/${d}`]),
+    ]);
+    expect(one(ctlog, 'ENTRYPOINT').exec).toEqual(['node', 'dist/services/ctlog/main.js']);
   });
 
   it('runs the compiled JavaScript directly, as `npm start` does, with the CA runtime settings', () => {
