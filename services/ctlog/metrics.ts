@@ -1,3 +1,4 @@
+import { defaultMetricsOptions } from '../common/process-metrics';
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 
 /** The log's metrics, `mayfly_ctlog_*`, on a registry the composition root owns. */
@@ -19,7 +20,7 @@ export function createCtlogMetrics(
   checkpointTimestamp: () => number | undefined,
   now: () => number = Date.now,
 ): CtlogMetrics {
-  collectDefaultMetrics({ register: registry, prefix: 'mayfly_ctlog_' });
+  collectDefaultMetrics(defaultMetricsOptions(registry, 'mayfly_ctlog_'));
   return {
     registry,
     submissions: new Counter({
