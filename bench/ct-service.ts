@@ -10,9 +10,10 @@
  * 80 % of the CT peak. CPU is read from /proc for the CA, and for the log and PostgreSQL.
  *
  *   npm run bench:ct-service [-- --backend postgres|directory --seconds 5 --rounds 3
- *                                --connections 256 --interval 100]
+ *                                --connections 256 --interval 100 --pace N --workers N
+ *                                --profile]
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodePem } from '../services/common/encoding';
@@ -27,6 +28,7 @@ import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
 import { threadSamples, threadUsage } from './lib/threads';
 import { spawnServer, startMayfly, stopper, waitForLine, type RunningServer } from './lib/servers';
 import { makeSoakCa } from './lib/soak/ca';
+import { summarizeProfile } from './lib/profile';
 
 const repoRoot = resolve(__dirname, '..', '..');
 const ctlogJs = join(repoRoot, 'dist/services/ctlog/main.js');
@@ -47,9 +49,9 @@ interface Row {
 async function startLog(
   dir: string,
   env: Record<string, string>,
+  prof: string | undefined,
 ): Promise<RunningServer & { key: Buffer }> {
   const out = join(dir, 'ctlog.log');
-  const prof = process.env.BENCH_CT_PROF;
   const args = prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(prof, 'ctlog')}`] : [];
   const child = spawnServer(ctlogJs, args, env, out);
   const match = await waitForLine(out, /"port":(\d+)[^\n]*"msg":"ctlog listening"/, child, 'ctlog');
@@ -99,6 +101,58 @@ function pgPids(pg: PostgresProcess | undefined): number[] {
   return processTree(pid);
 }
 
+/** Self time by area over `window`, summed over every profile in `folder` (all processes). */
+function areasIn(folder: string, window: { from: number; to: number }): Map<string, number> {
+  const areas = new Map<string, number>();
+  if (!existsSync(folder)) return areas;
+  for (const file of readdirSync(folder).filter((f) => f.endsWith('.cpuprofile'))) {
+    const summary = summarizeProfile(readFileSync(join(folder, file), 'utf8'), 1, window);
+    for (const a of summary.areas) areas.set(a.name, (areas.get(a.name) ?? 0) + a.ms);
+  }
+  return areas;
+}
+
+/**
+ * Where the time of the CA's threads that V8 samples (the main thread of each of its
+ * processes) goes while paced, CT off against CT on at the same rate, and the log's.
+ */
+function profileReport(
+  prof: string,
+  windows: Record<'on' | 'off', { from: number; to: number }>,
+  certificates: Record<'on' | 'off', number>,
+): string[] {
+  const off = areasIn(join(prof, 'off'), windows.off);
+  const on = areasIn(join(prof, 'on'), windows.on);
+  const log = areasIn(join(prof, 'ctlog'), windows.on);
+  const per = (m: Map<string, number>, name: string, n: number) =>
+    ((m.get(name) ?? 0) * 1000) / Math.max(1, n);
+  const names = [...new Set([...off.keys(), ...on.keys(), ...log.keys()])].sort(
+    (a, b) =>
+      per(on, b, certificates.on) -
+      per(off, b, certificates.off) -
+      (per(on, a, certificates.on) - per(off, a, certificates.off)),
+  );
+  const total = (m: Map<string, number>, n: number) =>
+    ([...m.values()].reduce((a, b) => a + b, 0) * 1000) / Math.max(1, n);
+  const f = (x: number) => x.toFixed(1);
+  return [
+    '## Where the time goes while paced (CPU profiles, self time, µs per certificate)',
+    '',
+    "The CA's main threads (`node --cpu-prof` in each of its processes), CT off and CT on at the",
+    "same rate, and the log's while the CT-on CA was paced; idle time left out. The profiler adds",
+    'some time of its own; compare the columns, not these totals with the tables above.',
+    '',
+    '| area | CT off | CT on | CT on − off | the log |',
+    '|---|---:|---:|---:|---:|',
+    ...names.map(
+      (name) =>
+        `| ${name} | ${f(per(off, name, certificates.off))} | ${f(per(on, name, certificates.on))} | ${f(per(on, name, certificates.on) - per(off, name, certificates.off))} | ${f(per(log, name, certificates.on))} |`,
+    ),
+    `| **total** | **${f(total(off, certificates.off))}** | **${f(total(on, certificates.on))}** | **${f(total(on, certificates.on) - total(off, certificates.off))}** | **${f(total(log, certificates.on))}** |`,
+    '',
+  ];
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -110,6 +164,7 @@ async function main(): Promise<void> {
       fixtures: { type: 'string', default: '2000' },
       pace: { type: 'string' },
       workers: { type: 'string', default: 'default' },
+      profile: { type: 'boolean', default: false },
       out: { type: 'string' },
     },
   });
@@ -121,6 +176,9 @@ async function main(): Promise<void> {
   const started = new Date();
   const loadBefore = load1();
   const dir = scratchDir();
+  // --profile (or BENCH_CT_PROF=<dir>): --cpu-prof profiles of both CAs (<dir>/off,
+  // <dir>/on) and the log, summarised over the paced phases at the end of the report.
+  const prof = values.profile ? join(dir, 'prof') : process.env.BENCH_CT_PROF;
   const servers: { stop(): Promise<void> }[] = [];
   let pg: PostgresProcess | undefined;
   try {
@@ -147,7 +205,7 @@ async function main(): Promise<void> {
     } else {
       logEnv.MAYFLY_CTLOG_DIR = join(dir, 'ctlog');
     }
-    const ctlog = await startLog(dir, logEnv);
+    const ctlog = await startLog(dir, logEnv, prof);
     servers.push(ctlog);
     const logKeyFile = join(dir, 'ctlog.pub');
     writeFileSync(logKeyFile, encodePem('PUBLIC KEY', ctlog.key));
@@ -159,8 +217,6 @@ async function main(): Promise<void> {
       MAYFLY_CA_CERT: ca.chainFile,
       MAYFLY_CA_KEY: ca.keyFile,
     };
-    // BENCH_CT_PROF=<dir>: --cpu-prof profiles of both CAs (<dir>/off, <dir>/on) and the log.
-    const prof = process.env.BENCH_CT_PROF;
     const profArgs = (name: string) =>
       prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(prof, name)}`] : [];
     // --workers default: the CA's own default, as deployed (outside Kubernetes one worker per
@@ -283,14 +339,29 @@ async function main(): Promise<void> {
         cpuMs: r.cpuSecondsPer1000 + (sideCpu / Math.max(1, r.certificates)) * 1000,
       };
     };
+    const nowUs = () => Number(process.hrtime.bigint() / 1000n);
+    const windows = { on: { from: nowUs(), to: 0 }, off: { from: 0, to: 0 } };
     const pacedOn = await paced(on);
+    windows.on.to = nowUs();
+    windows.off.from = nowUs();
     const pacedOff = await paced(off);
+    windows.off.to = nowUs();
+    // The profiles are written when the processes exit.
+    const profileLines = prof
+      ? await (async () => {
+          for (const server of [on, off, ctlog]) await server.stop();
+          return profileReport(prof, windows, {
+            on: pacedOn.certificates,
+            off: pacedOff.certificates,
+          });
+        })()
+      : [];
     log(
       `ct-service: paced certificates: CT on ${pacedOn.certificates}, CT off ${pacedOff.certificates}`,
     );
 
     const facts = machineFacts();
-    const command = `npm run bench:ct-service -- --backend ${backend} --seconds ${seconds} --rounds ${rounds} --connections ${connections} --interval ${interval}${values.workers === 'default' ? '' : ` --workers ${values.workers}`}${fixedPace === undefined ? '' : ` --pace ${fixedPace}`}`;
+    const command = `npm run bench:ct-service -- --backend ${backend} --seconds ${seconds} --rounds ${rounds} --connections ${connections} --interval ${interval}${values.workers === 'default' ? '' : ` --workers ${values.workers}`}${fixedPace === undefined ? '' : ` --pace ${fixedPace}`}${values.profile ? ' --profile' : ''}`;
     const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
     const lines = [
       `# CT on vs off, as deployed (issue #17) — ${started.toISOString()}`,
@@ -332,12 +403,16 @@ async function main(): Promise<void> {
       '',
       `Target: p99 with CT ≤ interval + 30 ms = ${interval + 30} ms → ${pacedOn.p99 <= interval + 30 ? 'met' : 'not met'} (${fmt(pacedOn.p99, 1)} ms).`,
       '',
+      ...profileLines,
     ];
     const report = lines.join('\n');
     process.stdout.write(report);
     const outDir = resolve(values.out ?? join(repoRoot, 'bench/results'));
     mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, `ct-service-${backend}.md`), report);
+    // A paced-only run (--pace) has no closed-loop rounds: its own file.
+    const name = `ct-service-${backend}${fixedPace === undefined ? '' : `-paced-${fixedPace}`}.md`;
+    writeFileSync(join(outDir, name), report);
+    log(`ct-service: wrote ${join(outDir, name)}`);
   } finally {
     for (const s of servers.reverse()) await s.stop().catch(() => undefined);
     await stopAllPostgres();

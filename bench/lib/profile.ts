@@ -49,6 +49,8 @@ const AREAS: readonly [RegExp, string][] = [
   [/services\/ca\/audit\//, 'mayfly audit/'],
   [/services\/ca\/ra\/|services\/ca\/ratelimit\//, 'mayfly ra/ and ratelimit/'],
   [/services\/ca\//, 'mayfly, other'],
+  [/services\/ctlog\//, 'mayfly ctlog/'],
+  [/services\/common\//, 'mayfly common/'],
   [/^node:internal\/crypto|^node:crypto/, 'node:crypto (OpenSSL work included)'],
   [
     /^node:(internal\/)?(http|_http|net|stream|streams|tls|dns|url|events|timers|buffer|util)/,
