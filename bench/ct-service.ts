@@ -139,8 +139,10 @@ function profileReport(
     '## Where the time goes while paced (CPU profiles, self time, µs per certificate)',
     '',
     "The CA's main threads (`node --cpu-prof` in each of its processes), CT off and CT on at the",
-    "same rate, and the log's while the CT-on CA was paced; idle time left out. The profiler adds",
-    'some time of its own; compare the columns, not these totals with the tables above.',
+    "same rate, and the log's while the CT-on CA was paced; idle time left out. A sample counts the",
+    'wall-clock time since the one before, so a busy process that the kernel preempted for another',
+    '(the log, PostgreSQL, the other worker, the load generator) is charged for the wait, and the',
+    'profiler adds time of its own: compare the columns, not these totals with the CPU above.',
     '',
     '| area | CT off | CT on | CT on − off | the log |',
     '|---|---:|---:|---:|---:|',
@@ -410,7 +412,7 @@ async function main(): Promise<void> {
     const outDir = resolve(values.out ?? join(repoRoot, 'bench/results'));
     mkdirSync(outDir, { recursive: true });
     // A paced-only run (--pace) has no closed-loop rounds: its own file.
-    const name = `ct-service-${backend}${fixedPace === undefined ? '' : `-paced-${fixedPace}`}.md`;
+    const name = `ct-service-${backend}${fixedPace === undefined ? '' : `-paced-${fixedPace}${values.workers === 'default' ? '' : `-workers-${values.workers}`}`}.md`;
     writeFileSync(join(outDir, name), report);
     log(`ct-service: wrote ${join(outDir, name)}`);
   } finally {
