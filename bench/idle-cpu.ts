@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
-import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { LOOPBACK_CA_ENV, identityConfigFor } from '../test/helpers/mayfly-process';
 import { scratchDir } from './lib/fixtures';
 import { load1, machineFacts, processTree } from './lib/proc';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
@@ -81,12 +81,7 @@ async function main(): Promise<void> {
       args: CA_NODE_ARGS,
       env: {
         ...CA_ENV,
-        MAYFLY_HOST: '127.0.0.1',
-        MAYFLY_PORT: '0',
-        MAYFLY_METRICS_HOST: '127.0.0.1',
-        MAYFLY_METRICS_PORT: '0',
-        MAYFLY_GRPC_HOST: '127.0.0.1',
-        MAYFLY_GRPC_PORT: '0',
+        ...LOOPBACK_CA_ENV,
         MAYFLY_IDENTITY_CONFIG: identityConfigFor(issuer, dir),
         MAYFLY_RATELIMITS: 'off',
         MAYFLY_CA: 'file',

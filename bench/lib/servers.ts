@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CA_ENV, CA_NODE_ARGS } from '../../services/common/ca-runtime';
+import { LOOPBACK_CA_ENV } from '../../test/helpers/mayfly-process';
 
 /**
  * The benchmarks' servers: each its own process (the compiled services, as an operator
@@ -97,12 +98,7 @@ export async function startMayfly(
     [...(asShipped ? CA_NODE_ARGS : []), ...nodeArgs],
     {
       ...(asShipped ? CA_ENV : {}),
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
+      ...LOOPBACK_CA_ENV,
       MAYFLY_LOG_LEVEL: 'info',
       MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
       MAYFLY_SHUTDOWN_GRACE_MS: '2000',

@@ -54,6 +54,16 @@ export async function waitFor<T>(
   }
 }
 
+/** Every listener of the CA on loopback, on a port of the kernel's choosing. */
+export const LOOPBACK_CA_ENV: Readonly<Record<string, string>> = {
+  MAYFLY_HOST: '127.0.0.1',
+  MAYFLY_PORT: '0',
+  MAYFLY_METRICS_HOST: '127.0.0.1',
+  MAYFLY_METRICS_PORT: '0',
+  MAYFLY_GRPC_HOST: '127.0.0.1',
+  MAYFLY_GRPC_PORT: '0',
+};
+
 /** Starts mayfly on free loopback ports and waits for its listening line. */
 export async function startMayflyProcess(env: Record<string, string>): Promise<MayflyProcess> {
   let out = '';
@@ -65,12 +75,7 @@ export async function startMayflyProcess(env: Record<string, string>): Promise<M
       MAYFLY_LOG_LEVEL: 'info',
       // One process unless the test asks for a cluster (the default is one per core).
       MAYFLY_WORKERS: '1',
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
+      ...LOOPBACK_CA_ENV,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

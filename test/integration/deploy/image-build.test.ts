@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { basename, join, posix, resolve } from 'node:path';
 import { envOf, readDockerfile, type Stage } from '../../helpers/dockerfile';
-import { waitFor } from '../../helpers/mayfly-process';
+import { LOOPBACK_CA_ENV, waitFor } from '../../helpers/mayfly-process';
 
 /**
  * The Dockerfile's steps, run for real without a Docker engine: each stage gets a folder
@@ -150,12 +150,7 @@ test('the image builds with the CI steps and its runtime stage serves as the num
     env: {
       PATH: process.env.PATH ?? '',
       ...result.env,
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
+      ...LOOPBACK_CA_ENV,
       MAYFLY_LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,6 +6,7 @@ import YAML from 'yaml';
 import { startDevIssuer, type DevIssuer } from '../../../services/dev-issuer/dev-issuer';
 import { makeKey, proofFor } from '../../helpers/keys';
 import { v2Body } from '../../helpers/mayfly';
+import { LOOPBACK_CA_ENV } from '../../helpers/mayfly-process';
 import { PATIENT_REDIS, ROOMY, writeLimits } from '../../helpers/ratelimit';
 import { startRedis, stopAllRedis, type RedisProcess } from '../../helpers/redis';
 
@@ -41,12 +42,7 @@ function startReplica(env: Record<string, string>): Replica {
     cwd: root,
     env: {
       PATH: process.env.PATH ?? '',
-      MAYFLY_HOST: '127.0.0.1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
+      ...LOOPBACK_CA_ENV,
       MAYFLY_LOG_LEVEL: 'info',
       // One process unless the test asks for a cluster (the default is one per core).
       MAYFLY_WORKERS: '1',
