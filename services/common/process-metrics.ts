@@ -2,7 +2,7 @@ import { Gauge, collectDefaultMetrics, type Registry } from 'prom-client';
 
 /**
  * How often the event-loop delay histogram samples, in ms. prom-client's default (10 ms) is a
- * timer that wakes an idle process 100 times a second: about 3 ms of CPU per second per
+ * timer that wakes an idle process 100 times a second: 1.5–3 ms of CPU per second per
  * process here, whether or not anything is asked of it (bench/results/idle-cpu.md). Ten
  * samples a second still catch any stall of the loop; Prometheus scrapes every 15–60 s.
  */
