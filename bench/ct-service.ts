@@ -24,7 +24,7 @@ import { startPostgres, stopAllPostgres, type PostgresProcess } from '../test/he
 import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { median, runLoad, type LoadResult, type RequestShape } from './lib/load';
 import { runPaced } from './lib/paced';
-import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
+import { load1, machineFacts, processTree, treeCpuSeconds, waitForQuiet } from './lib/proc';
 import { threadSamples, threadUsage } from './lib/threads';
 import { spawnServer, startMayfly, stopper, waitForLine, type RunningServer } from './lib/servers';
 import { makeSoakCa } from './lib/soak/ca';
@@ -250,10 +250,14 @@ async function main(): Promise<void> {
     servers.push(on);
 
     const sidePids = () => [ctlog.pid, ...pgPids(pg)];
+    const allPids = () => [...processTree(off.pid), ...processTree(on.pid), ...sidePids()];
     const measure = async (
       server: RunningServer,
       options: { duration: number; rate?: number },
     ): Promise<{ result: LoadResult; cpuMs: number; caCpuMs: number }> => {
+      // The previous phase's requests (the other CA's, or those waiting on the log) finish
+      // first: their CPU is not this phase's.
+      await waitForQuiet(allPids());
       const side = sidePids();
       const before = treeCpuSeconds(side);
       const result = await runLoad({
@@ -302,7 +306,14 @@ async function main(): Promise<void> {
     log(`ct-service: paced at ${pace}/s${fixedPace === undefined ? ' (80 % of the CT peak)' : ''}`);
     // Open loop (bench/lib/paced.ts, as the versus bench): each request leaves on its
     // schedule, whatever the others do, and its latency counts from then.
+    // The monotonic clock V8 stamps profile samples with (µs): each paced phase's window.
+    const nowUs = () => Number(process.hrtime.bigint() / 1000n);
+    const windows = { on: { from: 0, to: 0 }, off: { from: 0, to: 0 } };
     const paced = async (server: RunningServer) => {
+      const waited = await waitForQuiet(allPids());
+      log(`ct-service: ${waited} ms for the servers to go quiet before ${server.name} is paced`);
+      const window = windows[server === on ? 'on' : 'off'];
+      window.from = nowUs();
       const side = sidePids();
       const before = treeCpuSeconds(side);
       const threadsBefore = threadSamples(server.pid);
@@ -316,6 +327,7 @@ async function main(): Promise<void> {
         serverPid: server.pid,
         okStatus: 200,
       });
+      window.to = nowUs();
       const sideCpu = treeCpuSeconds(side) - before;
       const usage = threadUsage(server.pid, threadsBefore, threadSamples(server.pid));
       const perCert = (cls: string) =>
@@ -341,13 +353,8 @@ async function main(): Promise<void> {
         cpuMs: r.cpuSecondsPer1000 + (sideCpu / Math.max(1, r.certificates)) * 1000,
       };
     };
-    const nowUs = () => Number(process.hrtime.bigint() / 1000n);
-    const windows = { on: { from: nowUs(), to: 0 }, off: { from: 0, to: 0 } };
     const pacedOn = await paced(on);
-    windows.on.to = nowUs();
-    windows.off.from = nowUs();
     const pacedOff = await paced(off);
-    windows.off.to = nowUs();
     // The profiles are written when the processes exit.
     const profileLines = prof
       ? await (async () => {
@@ -412,7 +419,7 @@ async function main(): Promise<void> {
     const outDir = resolve(values.out ?? join(repoRoot, 'bench/results'));
     mkdirSync(outDir, { recursive: true });
     // A paced-only run (--pace) has no closed-loop rounds: its own file.
-    const name = `ct-service-${backend}${fixedPace === undefined ? '' : `-paced-${fixedPace}${values.workers === 'default' ? '' : `-workers-${values.workers}`}`}.md`;
+    const name = `ct-service-${backend}${fixedPace === undefined ? '' : `-paced-${fixedPace}${values.workers === 'default' ? '' : `-workers-${values.workers}`}`}${prof ? '-profile' : ''}.md`;
     writeFileSync(join(outDir, name), report);
     log(`ct-service: wrote ${join(outDir, name)}`);
   } finally {

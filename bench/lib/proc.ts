@@ -49,6 +49,26 @@ export function treeCpuSeconds(pids: readonly number[]): number {
   return total;
 }
 
+/**
+ * Waits until the processes have gone quiet: at most `share` of a core in a `windowMs`
+ * window, or `timeoutMs` passed; returns how long it waited (ms). A closed-loop phase ends
+ * with requests still in the server (its queue, requests waiting on a CT log); a paced phase
+ * that starts at once would measure their aftermath, not its own rate.
+ */
+export async function waitForQuiet(
+  pids: readonly number[],
+  { windowMs = 250, share = 0.05, timeoutMs = 10_000 } = {},
+): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    const before = treeCpuSeconds(pids);
+    await new Promise((r) => setTimeout(r, windowMs));
+    const used = treeCpuSeconds(pids) - before;
+    if (used <= (share * windowMs) / 1000 || Date.now() - started >= timeoutMs)
+      return Date.now() - started;
+  }
+}
+
 function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');

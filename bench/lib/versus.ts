@@ -1,6 +1,6 @@
 import { combineRounds, median, runLoad, type LoadResult, type RequestShape } from './load';
 import { runPaced, type PacedResult } from './paced';
-import { load1, peakRssMb, processTree } from './proc';
+import { load1, peakRssMb, processTree, waitForQuiet } from './proc';
 
 /**
  * mayfly against the real Fulcio (and whatever else is a contender), in one run: fresh
@@ -124,9 +124,12 @@ export async function runVersus(options: {
         log(`  failed: ${(err as Error).message}`);
       }
     }
+    // Every phase starts once the previous one's requests are done (all servers quiet).
+    const allPids = () => running.flatMap(({ server }) => processTree(server.pid));
     const saturation = new Map<string, LoadResult[]>();
     for (let round = 1; round <= options.rounds; round++) {
       for (const { contender, server } of order(running, round)) {
+        await waitForQuiet(allPids());
         const result = await runLoad({
           url: server.url,
           requests: contender.requests,
@@ -161,6 +164,7 @@ export async function runVersus(options: {
       const results = new Map<string, PacedResult[]>();
       for (let round = 1; round <= options.pacedRounds; round++) {
         for (const { contender, server } of order(running, round)) {
+          await waitForQuiet(allPids());
           const result = await runPaced({
             url: server.url,
             requests: contender.requests,
