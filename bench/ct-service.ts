@@ -396,7 +396,9 @@ async function main(): Promise<void> {
       `CPU per certificate, everything included, without / with CT: ${fmt((cpu('CT off', (r) => r.cpuMs) / cpu('CT on', (r) => r.cpuMs)) * 100)} %;`,
       `the CA's own CPU per certificate without / with CT: ${fmt((cpu('CT off', (r) => r.caCpuMs) / cpu('CT on', (r) => r.caCpuMs)) * 100)} %.`,
       '',
-      `## Paced at 80 % of the CT peak (${pace} requests/s, ${seconds * 2} s each)`,
+      fixedPace === undefined
+        ? `## Paced at 80 % of the CT peak (${pace} requests/s, ${seconds * 2} s each)`
+        : `## Paced at ${pace} requests/s, as --pace asked (${seconds * 2} s each)`,
       '',
       '| mode | achieved/s | p50 ms | p99 ms | CPU ms per certificate (all) | of which the CA | failures |',
       '|---|---|---|---|---|---|---|',
@@ -410,7 +412,9 @@ async function main(): Promise<void> {
           `| ${mode} | ${fmt(m.achieved)} | ${fmt(m.p50, 1)} | ${fmt(m.p99, 1)} | ${fmt(m.cpuMs, 3)} | ${fmt(m.cpuSecondsPer1000, 3)} | ${m.failures} |`,
       ),
       '',
-      `Target: p99 with CT ≤ interval + 30 ms = ${interval + 30} ms → ${pacedOn.p99 <= interval + 30 ? 'met' : 'not met'} (${fmt(pacedOn.p99, 1)} ms).`,
+      fixedPace === undefined
+        ? `Target: p99 with CT ≤ interval + 30 ms = ${interval + 30} ms → ${pacedOn.p99 <= interval + 30 ? 'met' : 'not met'} (${fmt(pacedOn.p99, 1)} ms).`
+        : `p99 with CT: ${fmt(pacedOn.p99, 1)} ms against interval + 30 ms = ${interval + 30} ms (the target holds at 80 % of the CT peak; this run's rate was set by --pace).`,
       '',
       ...profileLines,
     ];

@@ -285,7 +285,7 @@ export function renderVersus(v: VersusResult, reference: string): string[] {
   const lines: string[] = [
     `## mayfly versus ${reference}`,
     '',
-    `Fresh processes, warmed up, then ${v.rounds} closed-loop rounds of ${v.seconds} s (${v.connections} keep-alive connections, the same v2 requests: ES256 tokens from the bench’s issuer, fresh P-256 keys with proofs) visiting every contender in turn, the order reversed every other round; then ${v.pacedRounds} open-loop rounds of ${v.pacedSeconds} s each at ${v.steadyRate} requests/s and at ${fmt(v.at80Rate)} requests/s (80 % of ${v.referenceName}’s peak in this run), alternating likewise. Rates and CPU are totals over the rounds, latencies medians of the rounds. **The machine is shared with other engineers’ work (load average ${v.loadAverages.join(' → ')}): absolute figures mean little; compare the ratios, all from this one run.**`,
+    `Fresh processes, warmed up, every phase starting once all of them are quiet, then ${v.rounds} closed-loop rounds of ${v.seconds} s (${v.connections} keep-alive connections, the same v2 requests: ES256 tokens from the bench’s issuer, fresh P-256 keys with proofs) visiting every contender in turn, the order reversed every other round; then ${v.pacedRounds} open-loop rounds of ${v.pacedSeconds} s each at ${v.steadyRate} requests/s and at ${fmt(v.at80Rate)} requests/s (80 % of ${v.referenceName}’s peak in this run), alternating likewise. Rates and CPU are totals over the rounds, latencies medians of the rounds. **The machine is shared with other engineers’ work (load average ${v.loadAverages.join(' → ')}): absolute figures mean little; compare the ratios, all from this one run.**`,
     '',
     '### At saturation',
     '',
