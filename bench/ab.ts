@@ -4,7 +4,7 @@ import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
-import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { identityConfigFor, LOOPBACK_CA_ENV } from '../test/helpers/mayfly-process';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 import { usableCoresHere } from '../services/common/cpu-limit';
 import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
@@ -73,14 +73,9 @@ async function startServer(side: Side, dir: string, env: Record<string, string>)
     env: Object.fromEntries(
       Object.entries({
         PATH: process.env.PATH ?? '',
-        MAYFLY_HOST: '127.0.0.1',
+        ...LOOPBACK_CA_ENV,
         // One process unless a side says otherwise (the default is one per usable core).
         MAYFLY_WORKERS: '1',
-        MAYFLY_PORT: '0',
-        MAYFLY_METRICS_HOST: '127.0.0.1',
-        MAYFLY_METRICS_PORT: '0',
-        MAYFLY_GRPC_HOST: '127.0.0.1',
-        MAYFLY_GRPC_PORT: '0',
         MAYFLY_LOG_LEVEL: 'info',
         MAYFLY_AUDIT_LOG_FILE: join(dir, 'audit.log'),
         MAYFLY_RATELIMITS: 'off',

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { credentials, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadClients } from '../services/common/grpc/protos';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
-import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { identityConfigFor, LOOPBACK_CA_ENV } from '../test/helpers/mayfly-process';
 import { generousLimitsFile, makeFixtures, scratchDir, type Fixture } from './lib/fixtures';
 import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
 
@@ -38,14 +38,9 @@ async function startServer(env: Record<string, string>): Promise<Server> {
   const child = spawn(process.execPath, [mainJs], {
     env: {
       PATH: process.env.PATH ?? '',
-      MAYFLY_HOST: '127.0.0.1',
+      ...LOOPBACK_CA_ENV,
       // One process, as measured so far (the default is one per usable core).
       MAYFLY_WORKERS: '1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'warn',
       ...env,
     },

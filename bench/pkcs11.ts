@@ -5,7 +5,7 @@ import { systemClock } from '../services/common/clock';
 import { createEphemeralChain } from '../services/ca/issuance/ephemeral-chain';
 import { generateEphemeralKey } from '../services/common/signer/signer';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
-import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { identityConfigFor, LOOPBACK_CA_ENV } from '../test/helpers/mayfly-process';
 import { makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { runLoad, type LoadResult } from './lib/load';
 import { load1, machineFacts } from './lib/proc';
@@ -58,12 +58,9 @@ async function startMayfly(
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH ?? '',
-      MAYFLY_HOST: '127.0.0.1',
+      ...LOOPBACK_CA_ENV,
       // One process, as measured so far (the default is one per usable core).
       MAYFLY_WORKERS: '1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
       MAYFLY_LOG_LEVEL: 'warn',
       MAYFLY_RATELIMITS: 'off',
       ...env,

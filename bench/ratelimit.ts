@@ -13,7 +13,7 @@ import { RedisStore } from '../services/common/ratelimit/redis-store';
 import type { RateLimitStore } from '../services/common/ratelimit/store';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { startRedis, stopAllRedis, type RedisProcess } from '../test/helpers/redis';
-import { identityConfigFor } from '../test/helpers/mayfly-process';
+import { identityConfigFor, LOOPBACK_CA_ENV } from '../test/helpers/mayfly-process';
 import { generousLimitsFile, makeFixtures, scratchDir, v2Requests } from './lib/fixtures';
 import { runLoad, type LoadResult } from './lib/load';
 import { load1, machineFacts, treeCpuSeconds } from './lib/proc';
@@ -151,14 +151,9 @@ async function startMayfly(name: string, dir: string, env: Record<string, string
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH ?? '',
-      MAYFLY_HOST: '127.0.0.1',
+      ...LOOPBACK_CA_ENV,
       // One process, as measured so far (the default is one per usable core).
       MAYFLY_WORKERS: '1',
-      MAYFLY_PORT: '0',
-      MAYFLY_METRICS_HOST: '127.0.0.1',
-      MAYFLY_METRICS_PORT: '0',
-      MAYFLY_GRPC_HOST: '127.0.0.1',
-      MAYFLY_GRPC_PORT: '0',
       MAYFLY_LOG_LEVEL: 'info',
       ...env,
     },
