@@ -12,33 +12,22 @@
  * as shipped (`npm start`'s flags), with its default number of workers, the file CA and its
  * identity config from the dev issuer; the TSA and the CT log run on their embedded defaults.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDevIssuer } from '../services/dev-issuer/dev-issuer';
 import { LOOPBACK_CA_ENV, identityConfigFor } from '../test/helpers/mayfly-process';
 import { scratchDir } from './lib/fixtures';
-import { load1, machineFacts, processTree } from './lib/proc';
+import { middleMedian } from './lib/load';
+import { load1, machineFacts, processTree, treeCpuSeconds } from './lib/proc';
 import { CA_ENV, CA_NODE_ARGS } from '../services/common/ca-runtime';
 import { spawnServer, stopper, waitForLine } from './lib/servers';
 import { makeSoakCa } from './lib/soak/ca';
 
 const repoRoot = resolve(__dirname, '..', '..');
-const TICKS = 100;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-/** CPU seconds of one process (all threads), from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS;
-  } catch {
-    return NaN;
-  }
 }
 
 interface Deployable {
@@ -132,9 +121,9 @@ async function main(): Promise<void> {
       log(`idle-cpu: round ${round}, ${build.name}: started, settling ${settle} s`);
       await sleep(settle * 1000);
       const pids = running.map((r) => processTree(r.child.pid!));
-      const before = pids.map((ps) => ps.map(cpuSeconds));
+      const before = pids.map((ps) => ps.map((pid) => treeCpuSeconds([pid])));
       await sleep(seconds * 1000);
-      const after = pids.map((ps) => ps.map(cpuSeconds));
+      const after = pids.map((ps) => ps.map((pid) => treeCpuSeconds([pid])));
       running.forEach((r, i) => {
         const perProcess = pids[i]!.map(
           (_, j) => ((after[i]![j]! - before[i]![j]!) / seconds) * 1000,
@@ -152,11 +141,6 @@ async function main(): Promise<void> {
   await issuer.close();
 
   const facts = machineFacts();
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  };
   const command = `node dist/bench/idle-cpu.js${values.base ? ' --base DIR' : ''} --settle ${settle} --seconds ${seconds} --rounds ${rounds}`;
   const lines = [
     `# CPU at idle — ${started.toISOString()}`,
@@ -173,7 +157,7 @@ async function main(): Promise<void> {
   for (const [build, byName] of results)
     for (const [name, perRound] of byName)
       lines.push(
-        `| ${build} | ${name} | ${perRound.map((p) => p.map((v) => v.toFixed(1)).join(' + ')).join(' · ')} (total median ${median(perRound.map((p) => p.reduce((a, b) => a + b, 0))).toFixed(1)}) |`,
+        `| ${build} | ${name} | ${perRound.map((p) => p.map((v) => v.toFixed(1)).join(' + ')).join(' · ')} (total median ${middleMedian(perRound.map((p) => p.reduce((a, b) => a + b, 0))).toFixed(1)}) |`,
       );
   lines.push('');
   const out = resolve(values.out ?? join(repoRoot, 'bench/results/idle-cpu.md'));

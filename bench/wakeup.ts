@@ -14,6 +14,7 @@ import { createHash, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { middleMedian } from './lib/load';
 import { load1, machineFacts } from './lib/proc';
 
 const repoRoot = resolve(__dirname, '..', '..');
@@ -89,11 +90,6 @@ async function main(): Promise<void> {
       }
     }
   }
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  };
   const facts = machineFacts();
   const lines = [
     `# The same work, awake and after a sleep — ${started.toISOString()}`,
@@ -108,11 +104,11 @@ async function main(): Promise<void> {
     '|---|---|---|---:|---:|',
   ];
   for (const work of works) {
-    const base = median(results.get(`${work.name}|${modes[0]!.name}`)!);
+    const base = middleMedian(results.get(`${work.name}|${modes[0]!.name}`)!);
     for (const mode of modes) {
       const xs = results.get(`${work.name}|${mode.name}`)!;
       lines.push(
-        `| ${work.name} | ${mode.name} | ${xs.map((x) => x.toFixed(1)).join(' / ')} | ${median(xs).toFixed(1)} | ${(median(xs) / base).toFixed(2)} × |`,
+        `| ${work.name} | ${mode.name} | ${xs.map((x) => x.toFixed(1)).join(' / ')} | ${middleMedian(xs).toFixed(1)} | ${(middleMedian(xs) / base).toFixed(2)} × |`,
       );
     }
   }

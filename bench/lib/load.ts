@@ -108,6 +108,13 @@ export function median(values: readonly number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? NaN;
 }
 
+/** The median, with an even count the mean of the two middle values (few rounds). */
+export function middleMedian(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const m = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[m]! : (sorted[m - 1]! + sorted[m]!) / 2;
+}
+
 /** Rounds of one scenario as one result: totals for rates and CPU, medians for latency. */
 export function combineRounds(rounds: readonly LoadResult[]): LoadResult {
   const sum = (f: (r: LoadResult) => number) => rounds.reduce((a, r) => a + f(r), 0);
